@@ -1,0 +1,7 @@
+def main(name: str = "world") -> str:
+    """Say hello.
+
+    Args:
+        name: who to greet
+    """
+    return f"Hello {name}"

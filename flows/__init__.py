@@ -1,0 +1,1 @@
+"""flows: arrives with its own issue."""

@@ -1,0 +1,410 @@
+"""What a run process does: one job, then exit.
+
+A run process is a child forked ahead of time by a kernel's zygote (`zygote.py`).
+It accepts one connection from the host, reads the job frame, runs the script's
+`main(**args)` (or a bash script), streams output as frames while it runs, sends one
+final `result` or `error` frame and exits. Nothing it does survives it, which is how
+one run never sees another's globals or module state.
+
+Frames sent (all JSON objects, see `framing.py`):
+  {"t": "started", "pid": N}
+  {"t": "stream", "name": "stdout"|"stderr", "text": "..."}
+  {"t": "display", "data": {mime: ...}, "metadata": {...}}
+  {"t": "result", "value": <json>}
+  {"t": "error", "kind": "code"|"input"|"limit"|"interrupt"|"system", "ename", "evalue",
+   "traceback": "...", "line": N | None}
+
+Imported inside kernels: standard library only (IPython is used when present).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import contextlib
+import inspect
+import io
+import os
+import resource
+import selectors
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import traceback
+import types
+import typing
+from collections.abc import Callable
+from typing import Any
+
+from kernels import framing
+from kernels.values import ConversionError, NotJSONError, from_json, to_json
+
+_THIS_FILE = __file__
+_SCRIPT_MODULE = "__gristmill_script__"
+
+
+class CpuLimitExceeded(BaseException):
+    """Raised in the run when it used up its CPU seconds (SIGXCPU).
+
+    A BaseException so that a user's `except Exception` cannot swallow it.
+    """
+
+
+class Channel:
+    """The run's connection to the host; thread-safe, because fd relays share it."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self._lock = threading.Lock()
+
+    def send(self, message: dict[str, Any]) -> None:
+        data = framing.encode_frame(message)
+        with self._lock:
+            self._sock.sendall(data)
+
+
+class FrameWriter(io.TextIOBase):
+    """A text stream whose writes become `stream` frames, flushed at each newline.
+
+    Both stdout and stderr write through the same channel, so the host sees them in
+    the order the script wrote them.
+    """
+
+    def __init__(self, channel: Channel, name: str) -> None:
+        super().__init__()
+        self._channel = channel
+        self._name = name
+        self._buffer: list[str] = []
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return "utf-8"
+
+    def writable(self) -> bool:
+        return True
+
+    def isatty(self) -> bool:
+        return False
+
+    def write(self, text: str) -> int:
+        if not isinstance(text, str):
+            raise TypeError(f"write() argument must be str, not {type(text).__name__}")
+        self._buffer.append(text)
+        if "\n" in text or sum(map(len, self._buffer)) > 8192:
+            self.flush()
+        return len(text)
+
+    def flush(self) -> None:
+        if self._buffer:
+            text = "".join(self._buffer)
+            self._buffer.clear()
+            self._channel.send({"t": "stream", "name": self._name, "text": text})
+
+
+def run_connection(conn: socket.socket) -> None:
+    """Serve the one job that arrives on `conn`; never raises."""
+    channel = Channel(conn)
+    try:
+        job = framing.recv_frame(conn)
+    except (OSError, framing.FrameError):
+        return
+    if job is None:
+        return
+    if job.get("kind") == "ping":
+        channel.send({"t": "pong", "pid": os.getpid(), "zygote": os.getppid()})
+        return
+    channel.send({"t": "started", "pid": os.getpid()})
+    try:
+        final = _run_job(job, channel)
+    except BaseException as exc:  # the last line of defence: report, never hang the host
+        final = _error_frame("system", exc)
+    with contextlib.suppress(OSError):
+        channel.send(final)
+
+
+def _run_job(job: dict[str, Any], channel: Channel) -> dict[str, Any]:
+    _prepare_process(job)
+    relays = _capture_fds(channel)
+    sys.stdout = FrameWriter(channel, "stdout")
+    sys.stderr = FrameWriter(channel, "stderr")
+    _install_display(channel)
+    try:
+        if job.get("language") == "bash":
+            return _run_bash(job, channel)
+        return _run_python(job)
+    except KeyboardInterrupt as exc:
+        return _error_frame("interrupt", exc, "the run was interrupted")
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        relays.close()
+
+
+def _prepare_process(job: dict[str, Any]) -> None:
+    env = job.get("env") or {}
+    os.environ.update({str(k): str(v) for k, v in env.items()})
+    if job.get("cwd"):
+        os.chdir(job["cwd"])
+    limits = job.get("limits") or {}
+    memory_mib = limits.get("memory_mib")
+    if memory_mib:
+        # Address space, counted on top of what the process already maps, so the limit
+        # means "this much more memory for the run".
+        with open("/proc/self/statm") as statm:
+            mapped = int(statm.read().split()[0]) * resource.getpagesize()
+        ceiling = mapped + int(memory_mib) * 1024 * 1024
+        resource.setrlimit(resource.RLIMIT_AS, (ceiling, ceiling))
+    cpu_s = limits.get("cpu_s")
+    if cpu_s:
+        soft = max(1, int(cpu_s))
+        signal.signal(signal.SIGXCPU, _on_cpu_limit)
+        # The hard limit (SIGKILL) catches a run busy in C code that never returns to Python.
+        resource.setrlimit(resource.RLIMIT_CPU, (soft, soft + 2))
+
+
+def _on_cpu_limit(signum: int, frame: types.FrameType | None) -> None:
+    raise CpuLimitExceeded("the run used up its CPU time limit")
+
+
+class _FdRelays:
+    """Send what reaches file descriptors 1 and 2 (subprocesses, C code) as frames."""
+
+    def __init__(self, channel: Channel) -> None:
+        self._threads: list[threading.Thread] = []
+        self._saved: list[int] = []
+        for fd, name in ((1, "stdout"), (2, "stderr")):
+            read_end, write_end = os.pipe()
+            self._saved.append(fd)
+            os.dup2(write_end, fd)
+            os.close(write_end)
+            thread = threading.Thread(
+                target=self._relay, args=(read_end, name, channel), daemon=True
+            )
+            thread.start()
+            self._threads.append(thread)
+
+    @staticmethod
+    def _relay(read_end: int, name: str, channel: Channel) -> None:
+        with os.fdopen(read_end, "rb", buffering=0) as pipe:
+            while chunk := pipe.read(65536):
+                try:
+                    channel.send(
+                        {"t": "stream", "name": name, "text": chunk.decode("utf-8", "replace")}
+                    )
+                except OSError:
+                    return
+
+    def close(self) -> None:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        for fd in self._saved:
+            os.dup2(devnull, fd)  # closes our pipe's last write end: the relay sees EOF
+        os.close(devnull)
+        for thread in self._threads:
+            thread.join(timeout=2)
+
+
+def _capture_fds(channel: Channel) -> _FdRelays:
+    return _FdRelays(channel)
+
+
+def _install_display(channel: Channel) -> None:
+    """Make IPython's `display()` send `display` frames from this process."""
+    formatter: list[Any] = []
+
+    def display(
+        *objs: Any, raw: bool = False, metadata: dict[str, Any] | None = None, **_: Any
+    ) -> None:
+        for obj in objs:
+            if raw:
+                data, md = obj, metadata or {}
+            else:
+                if not formatter:
+                    from IPython.core.formatters import DisplayFormatter
+
+                    formatter.append(DisplayFormatter())
+                data, md = formatter[0].format(obj)
+            channel.send(
+                {
+                    "t": "display",
+                    "data": to_json(data, "display"),
+                    "metadata": to_json(md or {}, "display"),
+                }
+            )
+
+    builtins.display = display  # type: ignore[attr-defined]
+    for name in ("IPython.core.display_functions", "IPython.display", "IPython.core.display"):
+        module = sys.modules.get(name)
+        if module is not None and hasattr(module, "display"):
+            module.display = display  # type: ignore[attr-defined]
+
+
+# ---------------------------------------------------------------- python
+
+
+def _run_python(job: dict[str, Any]) -> dict[str, Any]:
+    path = job.get("path") or "<script>"
+    module = types.ModuleType(_SCRIPT_MODULE)
+    module.__file__ = path
+    sys.modules[_SCRIPT_MODULE] = module
+    try:
+        code = compile(job["source"], path, "exec", dont_inherit=True)
+    except SyntaxError as exc:
+        return _error_frame("input", exc, f"syntax error: {exc.msg}", line=exc.lineno)
+    if path != "<script>":
+        # Let tracebacks show the user's own lines, even for inline code.
+        import linecache
+
+        linecache.cache[path] = (len(job["source"]), None, job["source"].splitlines(True), path)
+    try:
+        exec(code, module.__dict__)
+        main = module.__dict__.get("main")
+        if not callable(main):
+            return {
+                "t": "error",
+                "kind": "input",
+                "ename": "ScriptError",
+                "evalue": "no function named `main` at the top level",
+                "traceback": "",
+                "line": None,
+            }
+        kwargs = _convert_arguments(main, job.get("args") or {})
+        value = main(**kwargs)
+        if inspect.isawaitable(value):
+            value = asyncio.run(_await(value))
+        return {"t": "result", "value": to_json(value)}
+    except ConversionError as exc:
+        return {
+            "t": "error",
+            "kind": "input",
+            "ename": "ArgumentError",
+            "evalue": str(exc),
+            "traceback": "",
+            "line": None,
+            "field": exc.field,
+        }
+    except NotJSONError as exc:
+        return {
+            "t": "error",
+            "kind": "code",
+            "ename": "ResultError",
+            "evalue": str(exc),
+            "traceback": "",
+            "line": None,
+        }
+    except CpuLimitExceeded as exc:
+        return _error_frame("limit", exc, str(exc))
+    except MemoryError as exc:
+        return _error_frame(
+            "limit", exc, "the run ran out of memory (its memory limit, or the machine's)"
+        )
+    except KeyboardInterrupt as exc:
+        return _error_frame("interrupt", exc, "the run was interrupted")
+    except SystemExit as exc:
+        if exc.code in (None, 0):
+            return {"t": "result", "value": None}
+        return _error_frame("code", exc, f"the script called exit({exc.code!r})")
+    except BaseException as exc:
+        return _error_frame("code", exc)
+
+
+async def _await(awaitable: Any) -> Any:
+    return await awaitable
+
+
+def _convert_arguments(main: Callable[..., Any], args: dict[str, Any]) -> dict[str, Any]:
+    try:
+        hints = typing.get_type_hints(main)
+    except Exception:  # an annotation that does not resolve at run time: pass values through
+        hints = {}
+    return {
+        name: from_json(value, hints.get(name, typing.Any), name) for name, value in args.items()
+    }
+
+
+# ---------------------------------------------------------------- bash
+
+
+def _run_bash(job: dict[str, Any], channel: Channel) -> dict[str, Any]:
+    argv = [str(a) for a in job.get("argv") or []]
+    proc = subprocess.Popen(
+        ["bash", "-c", job["source"], job.get("path") or "script.sh", *argv],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    last_line = ""
+    stderr_tail: list[str] = []
+    assert proc.stdout is not None and proc.stderr is not None
+    try:
+        with selectors.DefaultSelector() as selector:
+            selector.register(proc.stdout, selectors.EVENT_READ, "stdout")
+            selector.register(proc.stderr, selectors.EVENT_READ, "stderr")
+            open_streams = 2
+            while open_streams:
+                for key, _ in selector.select():
+                    chunk = os.read(key.fd, 65536)
+                    if not chunk:
+                        selector.unregister(key.fileobj)
+                        open_streams -= 1
+                        continue
+                    text = chunk.decode("utf-8", "replace")
+                    channel.send({"t": "stream", "name": key.data, "text": text})
+                    if key.data == "stdout":
+                        lines = [line for line in text.splitlines() if line.strip()]
+                        if lines:
+                            last_line = lines[-1]
+                    else:
+                        stderr_tail = (stderr_tail + text.splitlines())[-5:]
+        status = proc.wait()
+    except KeyboardInterrupt:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        raise
+    if status != 0:
+        detail = f": {stderr_tail[-1]}" if stderr_tail else ""
+        return {
+            "t": "error",
+            "kind": "code",
+            "ename": "BashError",
+            "evalue": f"bash exited with status {status}{detail}",
+            "traceback": "\n".join(stderr_tail),
+            "line": None,
+        }
+    return {"t": "result", "value": last_line.strip()}
+
+
+# ---------------------------------------------------------------- errors
+
+
+def _error_frame(
+    kind: str, exc: BaseException, message: str | None = None, line: int | None = None
+) -> dict[str, Any]:
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if not _is_ours(f.filename)]
+    if line is None and frames:
+        user_frames = [
+            f
+            for f in frames
+            if "site-packages" not in f.filename and not f.filename.startswith(sys.prefix)
+        ]
+        line = (user_frames or frames)[-1].lineno
+    lines = (
+        ["Traceback (most recent call last):\n", *traceback.format_list(frames)] if frames else []
+    )
+    lines += traceback.format_exception_only(type(exc), exc)
+    return {
+        "t": "error",
+        "kind": kind,
+        "ename": type(exc).__name__,
+        "evalue": message if message is not None else str(exc),
+        "traceback": "".join(lines),
+        "line": line,
+    }
+
+
+def _is_ours(filename: str) -> bool:
+    return filename == _THIS_FILE or filename.endswith(os.path.join("kernels", "values.py"))

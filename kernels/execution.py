@@ -1,0 +1,243 @@
+"""Run one job on a leased kernel: send it, stream its events, enforce its timeout.
+
+The job goes to the kernel's waiting run process over the run socket; frames come back
+(`child.py` lists them) and become typed events and one `RunResult`. A timeout or a
+cancellation first interrupts the run (SIGINT: a KeyboardInterrupt in the script); a
+run that does not stop within the grace period is killed with its kernel, which the
+pool replaces.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import os
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, Literal
+
+from kernels import framing
+from kernels.errors import KernelDiedError
+from kernels.messages import (
+    DisplayEvent,
+    ErrorKind,
+    RunError,
+    RunEvent,
+    RunJob,
+    RunResult,
+    StreamEvent,
+)
+from kernels.pool import KernelLease
+
+EventSink = Callable[[RunEvent], Awaitable[None] | None]
+
+# How long a kernel's waiting run process may take to say it started: it is already
+# forked and blocked in accept(), so anything slower means the kernel is wedged.
+_START_TIMEOUT_S = 10.0
+
+
+async def execute(
+    lease: KernelLease,
+    job: RunJob,
+    *,
+    on_event: EventSink | None = None,
+    cancel: asyncio.Event | None = None,
+    interrupt_grace_s: float = 2.0,
+) -> RunResult:
+    """Run `job` on the leased kernel and return how it ended.
+
+    Raises `KernelDiedError` only when the job never started (the caller may retry it
+    on another kernel, since nothing ran); every other failure is a `RunResult`.
+    """
+    started = time.perf_counter()
+    kernel = lease.kernel
+    try:
+        reader, writer = await asyncio.open_unix_connection(str(kernel.run_socket))
+    except OSError as exc:
+        lease.poison(f"run socket unreachable: {exc}")
+        raise KernelDiedError(f"kernel {kernel.id} does not accept runs ({exc})") from exc
+    frames: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+    pump = asyncio.create_task(_pump(reader, frames))
+    run: _Run | None = None
+    try:
+        writer.write(framing.encode_frame(job.frame()))
+        await writer.drain()
+        first = await _next(frames, _START_TIMEOUT_S)
+        if first is _TIMED_OUT or first is None or first.get("t") != "started":
+            lease.poison("the run process did not start")
+            raise KernelDiedError(f"kernel {kernel.id} did not start the run")
+        run = _Run(lease, int(first["pid"]), on_event, interrupt_grace_s)
+        result = await run.follow(frames, job.limits.timeout_s, cancel)
+        return _with_timing(result, kernel.id, started)
+    except asyncio.CancelledError:
+        if run is not None:
+            await asyncio.shield(run.stop(frames))
+        raise
+    finally:
+        pump.cancel()
+        writer.close()
+        with contextlib.suppress(Exception):
+            await writer.wait_closed()
+
+
+class _Run:
+    """A started run: follows its frames and stops it when asked or late."""
+
+    def __init__(
+        self, lease: KernelLease, pid: int, on_event: EventSink | None, grace_s: float
+    ) -> None:
+        self.lease = lease
+        self.pid = pid
+        self.on_event = on_event
+        self.grace_s = grace_s
+
+    async def follow(
+        self,
+        frames: asyncio.Queue[dict[str, Any] | None],
+        timeout_s: float | None,
+        cancel: asyncio.Event | None,
+    ) -> RunResult:
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        cancel_wait = asyncio.create_task(cancel.wait()) if cancel is not None else None
+        try:
+            while True:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return await self._stopped(
+                        frames,
+                        "timeout",
+                        f"the run took longer than its timeout of {timeout_s:g} s",
+                    )
+                get = asyncio.ensure_future(frames.get())
+                waiters: set[asyncio.Future[Any]] = {get} | (
+                    {cancel_wait} if cancel_wait else set()
+                )
+                done, _ = await asyncio.wait(
+                    waiters, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
+                )
+                if get not in done:
+                    get.cancel()
+                    if cancel_wait is not None and cancel_wait in done:
+                        return await self._stopped(frames, "cancelled", "the run was cancelled")
+                    continue
+                final = await self._handle(get.result())
+                if final is not None:
+                    return final
+        finally:
+            if cancel_wait is not None:
+                cancel_wait.cancel()
+
+    async def _handle(self, frame: dict[str, Any] | None) -> RunResult | None:
+        if frame is None:
+            if not self.lease.kernel.alive():
+                self.lease.poison("the kernel died during the run")
+                return _failed(
+                    "system",
+                    "KernelDied",
+                    "the kernel running the script died (killed, or out of memory)",
+                )
+            return _failed(
+                "system",
+                "RunProcessDied",
+                "the run process ended without a result (killed by a signal, os._exit(), or out of memory)",
+            )
+        kind = frame.get("t")
+        if kind == "stream":
+            await self._emit(
+                StreamEvent(
+                    name="stderr" if frame.get("name") == "stderr" else "stdout",
+                    text=str(frame.get("text", "")),
+                )
+            )
+        elif kind == "display":
+            await self._emit(
+                DisplayEvent(data=frame.get("data") or {}, metadata=frame.get("metadata") or {})
+            )
+        elif kind == "result":
+            return RunResult(status="ok", value=frame.get("value"))
+        elif kind == "error":
+            error = RunError(
+                kind=frame.get("kind", "code"),
+                name=str(frame.get("ename", "Error")),
+                message=str(frame.get("evalue", "")),
+                traceback=str(frame.get("traceback", "")),
+                line=frame.get("line"),
+                field=frame.get("field"),
+            )
+            return RunResult(status="error", error=error)
+        return None
+
+    async def _emit(self, event: RunEvent) -> None:
+        if self.on_event is not None:
+            outcome = self.on_event(event)
+            if inspect.isawaitable(outcome):
+                await outcome
+
+    async def _stopped(
+        self,
+        frames: asyncio.Queue[dict[str, Any] | None],
+        status: Literal["timeout", "cancelled"],
+        message: str,
+    ) -> RunResult:
+        stopped_cleanly = await self.stop(frames)
+        if not stopped_cleanly:
+            message += f"; it ignored the interrupt for {self.grace_s:g} s, so its kernel was killed and replaced"
+        return RunResult(
+            status=status, error=RunError(kind=status, name=status.capitalize(), message=message)
+        )
+
+    async def stop(self, frames: asyncio.Queue[dict[str, Any] | None]) -> bool:
+        """Interrupt the run; kill it with its kernel if it has not ended after the grace period."""
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, signal.SIGINT)
+        deadline = time.monotonic() + self.grace_s
+        while (remaining := deadline - time.monotonic()) > 0:
+            frame = await _next(frames, remaining)
+            if frame is _TIMED_OUT:
+                break
+            if frame is None or frame.get("t") in ("result", "error"):
+                return True
+            await self._handle(frame)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, signal.SIGKILL)
+        self.lease.poison("a run ignored its interrupt")
+        return False
+
+
+async def _pump(reader: asyncio.StreamReader, frames: asyncio.Queue[dict[str, Any] | None]) -> None:
+    # One reader task owns the stream, so a timeout never cancels a read mid-frame.
+    try:
+        while (frame := await framing.read_frame(reader)) is not None:
+            frames.put_nowait(frame)
+    except (OSError, framing.FrameError):
+        pass
+    frames.put_nowait(None)
+
+
+_TIMED_OUT: dict[str, Any] = {"t": "timed out"}
+
+
+async def _next(
+    frames: asyncio.Queue[dict[str, Any] | None], timeout: float
+) -> dict[str, Any] | None:
+    """The next frame, None at the end of the stream, or `_TIMED_OUT`."""
+    try:
+        return await asyncio.wait_for(frames.get(), timeout)
+    except TimeoutError:
+        return _TIMED_OUT
+
+
+def _failed(kind: ErrorKind, name: str, message: str) -> RunResult:
+    return RunResult(status="error", error=RunError(kind=kind, name=name, message=message))
+
+
+def _with_timing(result: RunResult, kernel_id: str, started: float) -> RunResult:
+    return RunResult(
+        status=result.status,
+        value=result.value,
+        error=result.error,
+        kernel_id=kernel_id,
+        duration_ms=(time.perf_counter() - started) * 1000,
+    )

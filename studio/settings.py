@@ -1,0 +1,43 @@
+"""The one settings model: defaults, overridden by GRISTMILL_* variables, overridden by flags."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(
+        os.path.expanduser("~"), ".local", "share"
+    )
+    return Path(base) / "gristmill"
+
+
+class Settings(BaseSettings):
+    """Where Gristmill keeps its data and how big its kernel pool is."""
+
+    model_config = SettingsConfigDict(env_prefix="GRISTMILL_", frozen=True)
+
+    data: Path = Field(
+        default_factory=_default_data_dir, description="data directory (store, environments)"
+    )
+    host: str = Field(default="127.0.0.1", description="address `serve` listens on")
+    port: int = Field(default=8000, ge=0, le=65535, description="port `serve` listens on")
+    pool_size: int = Field(default=2, ge=1, le=64, description="warm kernels per environment")
+    kernel_start_timeout: float = Field(
+        default=60.0, gt=0, description="seconds a kernel may take to start"
+    )
+    health_interval: float = Field(
+        default=15.0, gt=0, description="seconds between health checks of idle kernels"
+    )
+    interrupt_grace: float = Field(
+        default=2.0, gt=0, description="seconds a run may take to stop once interrupted"
+    )
+
+    def with_overrides(self, **flags: object) -> Settings:
+        """A copy with the flags that were given (None means not given)."""
+        given = {k: v for k, v in flags.items() if v is not None}
+        return self.model_validate({**self.model_dump(), **given}) if given else self

@@ -1,0 +1,1 @@
+"""widgets: arrives with its own issue."""
