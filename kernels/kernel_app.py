@@ -16,6 +16,9 @@ import os
 import socket
 import sys
 import threading
+import time
+
+from kernels import zygote
 
 # Everything a run process needs, imported once here and shared by every fork.
 PRELOAD = (
@@ -52,6 +55,12 @@ def _bind(path: str) -> socket.socket:
     return listener
 
 
+def _trim_after_settling(delay: float) -> None:
+    # Start-up leaves tens of MiB of freed but still mapped heap; give it back once idle.
+    time.sleep(delay)
+    zygote.release_free_memory()
+
+
 def _exit_when_zygote_dies(pid: int) -> None:
     # A kernel without its zygote cannot run anything: die so the pool replaces us.
     os.waitpid(pid, 0)
@@ -63,8 +72,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--run-socket", required=True)
     ours, rest = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
     _preload()
-    from kernels import zygote
-
     listener = _bind(ours.run_socket)
     zygote_pid = zygote.fork_zygote(listener)
     listener.close()
@@ -74,6 +81,7 @@ def main(argv: list[str] | None = None) -> None:
 
     app = IPKernelApp.instance()
     app.initialize(rest)
+    threading.Thread(target=_trim_after_settling, args=(1.0,), daemon=True).start()
     app.start()
 
 

@@ -36,6 +36,13 @@ def die_with_parent() -> None:
         os._exit(1)
 
 
+def release_free_memory() -> None:
+    """Collect garbage and hand freed heap pages back to the OS (see kernel_app)."""
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
 def fork_zygote(listener: socket.socket) -> int:
     """Fork the zygote serving `listener`; returns its pid in the caller."""
     pid = os.fork()
@@ -55,7 +62,7 @@ def _serve(listener: socket.socket) -> None:
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
     os.close(devnull)
-    gc.collect()
+    release_free_memory()
     # Move everything imported so far out of the collector's reach, so children do not
     # touch (and copy) those pages when they collect.
     gc.freeze()
