@@ -8,7 +8,11 @@ import importlib
 import json
 import sys
 
-BENCHMARKS = {"kernels": "benchmarks.kernels"}
+BENCHMARKS = {
+    "kernels": "benchmarks.kernels",
+    "flows": "benchmarks.flows",
+    "store": "benchmarks.store",
+}
 
 
 def main() -> None:

@@ -224,7 +224,8 @@ async def _next(
 ) -> dict[str, Any] | None:
     """The next frame, None at the end of the stream, or `_TIMED_OUT`."""
     try:
-        return await asyncio.wait_for(frames.get(), timeout)
+        async with asyncio.timeout(timeout):  # not wait_for: it can lose a cancellation on 3.11
+            return await frames.get()
     except TimeoutError:
         return _TIMED_OUT
 

@@ -32,6 +32,7 @@ class PoolConfig:
     """How many kernels to keep warm and how patient to be with them."""
 
     size: int = 2  # warm kernels per environment in use
+    max_size: int = 16  # a set grows up to this when every kernel is busy and runs wait
     start_timeout_s: float = 60.0
     health_interval_s: float = 15.0
     health_timeout_s: float = 5.0
@@ -47,6 +48,7 @@ class _WarmSet:
     idle: deque[PooledKernel] = field(default_factory=deque)
     leased: set[PooledKernel] = field(default_factory=set)
     starting: int = 0
+    waiting: int = 0  # leases waiting for a kernel
     failures: int = 0
     last_failure: str = ""
     changed: asyncio.Condition = field(default_factory=asyncio.Condition)
@@ -233,8 +235,17 @@ class KernelPool:
                     wset.leased.add(kernel)
                     return kernel
                 self._raise_if_failing(wset)
+                # Every kernel is busy: grow by the leases waiting beyond the kernels on
+                # their way. The set keeps its size, since such demand tends to return.
+                shortfall = wset.waiting + 1 - wset.starting
+                if shortfall > 0:
+                    wset.target = min(self.config.max_size, wset.target + shortfall)
                 self._refill(wset)
-                await wset.changed.wait()
+                wset.waiting += 1
+                try:
+                    await wset.changed.wait()
+                finally:
+                    wset.waiting -= 1
 
     async def _release(self, wset: _WarmSet, lease: KernelLease) -> None:
         kernel = lease.kernel

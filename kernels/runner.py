@@ -49,6 +49,9 @@ class ScriptRunner:
         the schema) and `EnvironmentBuildError` (requirements cannot be installed)
         before anything runs; a failure of the code itself is a `RunResult`.
         """
+        if script.language == "bash":
+            # Bash sees only text: numbers and booleans from a flow or a form become words.
+            args = {name: _as_word(value) for name, value in args.items()}
         checked = validate_arguments(args, script.schema)
         environment = await self.environments.resolve(script.requirements)
         job = script.job(checked, context=context, limits=limits, env=dict(env or {}))
@@ -66,3 +69,11 @@ class ScriptRunner:
                     if attempt == _START_ATTEMPTS:
                         raise
         raise AssertionError("unreachable")
+
+
+def _as_word(value: Any) -> Any:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return str(value)
+    return value

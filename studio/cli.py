@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import signal
 import sys
 import uuid
@@ -36,7 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    run = commands.add_parser("run", help="run a script (.py, .sh) and print its result as JSON")
+    run = commands.add_parser(
+        "run", help="run a script (.py, .sh, .sql) or a flow (.yaml) and print its result as JSON"
+    )
     run.add_argument("file", type=Path)
     run.add_argument(
         "-a",
@@ -61,6 +64,22 @@ def build_parser() -> argparse.ArgumentParser:
     deps = commands.add_parser("deps", help="print a script's inferred requirements, one a line")
     deps.add_argument("file", type=Path)
 
+    resume = commands.add_parser("resume", help="approve a suspended flow run and continue it")
+    resume.add_argument("run_id")
+    resume.add_argument("--payload", metavar="JSON", help="the approval's payload (a JSON object)")
+    resume.add_argument("--data", type=Path, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+
+    cancel = commands.add_parser("cancel", help="cancel a queued or suspended run")
+    cancel.add_argument("run_id")
+    cancel.add_argument("--data", type=Path, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+
+    runs = commands.add_parser("runs", help="list recent runs, or query the run history with SQL")
+    runs.add_argument(
+        "--sql", metavar="QUERY", help="a read-only query over the tables runs, steps and logs"
+    )
+    runs.add_argument("--limit", type=int, default=20)
+    runs.add_argument("--data", type=Path, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+
     serve = commands.add_parser("serve", help="start the server")
     serve.add_argument("--port", type=int)
     serve.add_argument("--host")
@@ -70,11 +89,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:
     args = build_parser().parse_args(argv)
+    from flows.errors import FlowError
     from kernels.errors import KernelError
 
     try:
         code = _COMMANDS[args.command](args)
-    except (BadInput, KernelError) as exc:
+    except (BadInput, KernelError, FlowError) as exc:
         _error(str(exc))
         code = EXIT_BAD_INPUT
     except KeyboardInterrupt:
@@ -111,22 +131,168 @@ def cmd_deps(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+FLOW_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+def _json_object(text: str | None, flag: str) -> dict[str, Any]:
+    if text is None:
+        return {}
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise BadInput(f"{flag}: expected a JSON object, got invalid JSON ({exc})") from None
+    if not isinstance(value, dict):
+        raise BadInput(f"{flag}: expected a JSON object, got a JSON {type(value).__name__}")
+    return value
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from kernels.arguments import coerce_cli_values
+
+    values = _json_object(args.args_json, "--args")
+    suffix = args.file.suffix
+    if suffix in FLOW_SUFFIXES:
+        from flows.spec import load_flow
+
+        definition = _read(args.file)
+        flow = load_flow(definition, str(args.file))
+        values.update(coerce_cli_values(args.pairs, flow.schema_, owner="the flow"))
+        return asyncio.run(_run_flow(args, definition, values))
+    if suffix == ".sql":
+        from flows.sql import sql_schema
+
+        source = _read(args.file)
+        values.update(coerce_cli_values(args.pairs, sql_schema(source, str(args.file))))
+        return _run_sql_script(args, source, values)
     from kernels.scripts import Script
 
     script = Script.from_file(args.file)
-    schema = script.schema
-    values: dict[str, Any] = {}
-    if args.args_json is not None:
-        try:
-            values = json.loads(args.args_json)
-        except ValueError as exc:
-            raise BadInput(f"--args: expected a JSON object, got invalid JSON ({exc})") from None
-        if not isinstance(values, dict):
-            raise BadInput(f"--args: expected a JSON object, got a JSON {type(values).__name__}")
-    values.update(coerce_cli_values(args.pairs, schema))
+    values.update(coerce_cli_values(args.pairs, script.schema))
     return asyncio.run(_run(args, script, values))
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise BadInput(f"{path}: no such file") from None
+    except (IsADirectoryError, UnicodeDecodeError) as exc:
+        raise BadInput(f"{path}: cannot read it as text ({exc})") from None
+
+
+def _run_sql_script(args: argparse.Namespace, source: str, values: dict[str, Any]) -> int:
+    from flows.errors import SqlError
+    from flows.sql import run_sql, sql_schema
+    from kernels.arguments import validate_arguments
+
+    checked = validate_arguments(values, sql_schema(source, str(args.file)))
+    settings = _settings(args)
+    settings.data.mkdir(parents=True, exist_ok=True)
+    try:
+        rows = run_sql(source, checked, database=settings.data / "workspace.duckdb", mode="read")
+    except SqlError as exc:
+        _error(str(exc))
+        return EXIT_FAILED
+    print(json.dumps(rows))
+    return EXIT_OK
+
+
+async def _run_flow(args: argparse.Namespace, definition: str, values: dict[str, Any]) -> int:
+    from studio.services import Services
+
+    async with Services(_settings(args), pool_size=1, flows=True) as services:
+        assert services.engine is not None and services.dispatcher is not None
+        run = await services.engine.submit(definition, values, path=str(args.file), trigger="cli")
+        print(f"gristmill: run {run.id}", file=sys.stderr)
+        services.dispatcher.wake()
+        return await _follow(services, run.id)
+
+
+async def _follow(services: Any, run_id: str) -> int:
+    """Wait for a flow run to end or suspend; print as the CLI contract says."""
+    outcome = await services.dispatcher.wait(run_id)
+    # Runs this process recovered at start-up are finished too before it exits.
+    while services.dispatcher.busy:
+        await asyncio.sleep(0.05)
+    run = outcome.run
+    if outcome.waiting == "approval":
+        print(f"gristmill: run {run_id} is waiting for an approval", file=sys.stderr)
+        print(f"  approve: gristmill resume {run_id} [--payload JSON]", file=sys.stderr)
+        for action, link in outcome.links.items():
+            print(f"  {action} link: {link}", file=sys.stderr)
+        return EXIT_SUSPENDED
+    if run.status == "success":
+        if run.recovered and run.error:
+            print(
+                f"gristmill: the flow failed ({run.error.get('message')}) and its on_failure handler recovered it",
+                file=sys.stderr,
+            )
+        print(json.dumps(run.result))
+        return EXIT_OK
+    error = run.error or {}
+    if error.get("traceback"):
+        sys.stderr.write(str(error["traceback"]).rstrip("\n") + "\n")
+    where = f"step '{error['step_id']}': " if error.get("step_id") else ""
+    _error(f"{where}{error.get('name', 'Error')}: {error.get('message', run.status)}")
+    return EXIT_FAILED
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    payload = _json_object(args.payload, "--payload") if args.payload is not None else None
+
+    async def resume() -> int:
+        from studio.services import Services
+
+        async with Services(_settings(args), pool_size=1, flows=True) as services:
+            assert services.engine is not None and services.dispatcher is not None
+            await services.engine.resume(args.run_id, payload, approver=os.environ.get("USER", ""))
+            services.dispatcher.wake()
+            return await _follow(services, args.run_id)
+
+    return asyncio.run(resume())
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    async def cancel() -> int:
+        from flows.duckdb_store import DuckDbStore
+        from flows.engine import FlowEngine
+
+        settings = _settings(args)
+        async with DuckDbStore(settings.data / "runs.duckdb") as store:
+            engine = FlowEngine(store, None, data_dir=settings.data, key=b"")  # type: ignore[arg-type]
+            run = await engine.cancel(args.run_id, reason="cancelled from the command line")
+        print(json.dumps({"id": run.id, "status": run.status}))
+        return EXIT_OK
+
+    return asyncio.run(cancel())
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    async def runs() -> int:
+        from flows.duckdb_store import DuckDbStore
+
+        settings = _settings(args)
+        async with DuckDbStore(settings.data / "runs.duckdb") as store:
+            if args.sql:
+                columns, rows = await store.query(args.sql)
+                for row in rows:
+                    print(json.dumps(dict(zip(columns, row, strict=True)), default=str))
+                return EXIT_OK
+            for run in await store.list_runs(limit=args.limit):
+                print(
+                    json.dumps(
+                        {
+                            "id": run.id,
+                            "path": run.path,
+                            "status": run.status,
+                            "created_at": run.created_at,
+                            "trigger": run.trigger,
+                        }
+                    )
+                )
+        return EXIT_OK
+
+    return asyncio.run(runs())
 
 
 async def _run(args: argparse.Namespace, script: Any, values: dict[str, Any]) -> int:
@@ -178,7 +344,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return asyncio.run(serve(settings))
 
 
-_COMMANDS = {"run": cmd_run, "schema": cmd_schema, "deps": cmd_deps, "serve": cmd_serve}
+_COMMANDS = {
+    "run": cmd_run,
+    "schema": cmd_schema,
+    "deps": cmd_deps,
+    "resume": cmd_resume,
+    "cancel": cmd_cancel,
+    "runs": cmd_runs,
+    "serve": cmd_serve,
+}
 
 
 if __name__ == "__main__":

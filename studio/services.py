@@ -1,4 +1,5 @@
-"""The one object that owns the long-lived parts: environments, kernel pool, runner.
+"""The one object that owns the long-lived parts: environments, kernel pool, runner,
+and (when flows are used) the run store, the flow engine and its dispatcher.
 
 Created once per process (`async with Services(settings) as services:`) and passed
 down; nothing else holds global state.
@@ -6,9 +7,14 @@ down; nothing else holds global state.
 
 from __future__ import annotations
 
+import contextlib
 from types import TracebackType
 from typing import Self
 
+from flows.approvals import load_or_create_key
+from flows.dispatcher import Dispatcher
+from flows.duckdb_store import DuckDbStore
+from flows.engine import FlowEngine
 from kernels.environments import EnvironmentStore
 from kernels.pool import KernelPool, PoolConfig
 from kernels.runner import ScriptRunner
@@ -16,9 +22,11 @@ from studio.settings import Settings
 
 
 class Services:
-    """Environments, the kernel pool and the script runner, started and stopped together."""
+    """Started and stopped together; `flows=True` also opens the run store (it locks the file)."""
 
-    def __init__(self, settings: Settings, *, pool_size: int | None = None) -> None:
+    def __init__(
+        self, settings: Settings, *, pool_size: int | None = None, flows: bool = False
+    ) -> None:
         self.settings = settings
         self.environments = EnvironmentStore(settings.data / "envs")
         self.pool = KernelPool(
@@ -31,9 +39,31 @@ class Services:
         self.runner = ScriptRunner(
             self.pool, self.environments, interrupt_grace_s=settings.interrupt_grace
         )
+        self._with_flows = flows
+        self._stack = contextlib.AsyncExitStack()
+        self.store: DuckDbStore | None = None
+        self.engine: FlowEngine | None = None
+        self.dispatcher: Dispatcher | None = None
 
     async def __aenter__(self) -> Self:
-        await self.pool.__aenter__()
+        await self._stack.__aenter__()
+        try:
+            await self._stack.enter_async_context(self.pool)
+            if self._with_flows:
+                self.settings.data.mkdir(parents=True, exist_ok=True)
+                self.store = await self._stack.enter_async_context(
+                    DuckDbStore(self.settings.data / "runs.duckdb")
+                )
+                key = load_or_create_key(self.settings.data / "keys" / "approvals.key")
+                self.engine = FlowEngine(
+                    self.store, self.runner, data_dir=self.settings.data, key=key
+                )
+                self.dispatcher = await self._stack.enter_async_context(
+                    Dispatcher(self.store, self.engine)
+                )
+        except BaseException:
+            await self._stack.aclose()
+            raise
         return self
 
     async def __aexit__(
@@ -42,4 +72,4 @@ class Services:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        await self.pool.close()
+        await self._stack.aclose()

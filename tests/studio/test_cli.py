@@ -155,7 +155,7 @@ def test_unknown_argument_suggests_the_right_name(tmp_path, data):
     [
         ("def helper():\n    return 1\n", "nomain.py", "nomain.py: no function named `main`"),
         ("def main(:\n    pass\n", "broken.py", "broken.py, line 1"),
-        ("x = 1\n", "data.yaml", "cannot run a '.yaml' file"),
+        ("x = 1\n", "notes.txt", "cannot run a '.txt' file"),
     ],
 )
 def test_broken_scripts_exit_2_with_a_clear_message(tmp_path, data, source, name, message):

@@ -1,0 +1,102 @@
+"""Flow figures: Windmill's public benchmark shapes, on a warm pool and a real store.
+
+- light40_s: 40 sequential python steps each computing fibo(10), submit to result (median).
+- long10_overhead_pct: 10 sequential fibo(33) steps against the same 10 calls in one
+  bare Python process, measured in the same run.
+- three_step_p50_ms / three_step_per_s: flows of three trivial steps, many in flight.
+- store_rows_per_s: durable run/step records per second through the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from flows.dispatcher import Dispatcher
+from flows.duckdb_store import DuckDbStore
+from flows.engine import FlowEngine
+from kernels.environments import EnvironmentStore
+from kernels.pool import KernelPool, PoolConfig
+from kernels.runner import ScriptRunner
+
+FIBO = "def fibo(n):\n    return n if n < 2 else fibo(n - 1) + fibo(n - 2)\n"
+
+
+def chain(steps: int, n: int) -> str:
+    """A flow of `steps` sequential python steps, each returning fibo(n)."""
+    code = FIBO + f"def main():\n    return fibo({n})\n"
+    body = "".join(
+        f"  - id: s{i}\n    python: |\n" + "".join(f"      {line}\n" for line in code.splitlines())
+        for i in range(steps)
+    )
+    return "steps:\n" + body
+
+
+THREE_STEPS = "steps:\n" + "".join(
+    f"  - id: s{i}\n    python: 'def main(): return {i}'\n" for i in range(3)
+)
+
+
+async def run(quick: bool = False) -> dict[str, Any]:
+    data = Path(tempfile.mkdtemp(prefix="gm-bench-flows-"))
+    environments = EnvironmentStore(data / "envs")
+    async with (
+        KernelPool(PoolConfig(size=4, health_interval_s=3600)) as pool,
+        DuckDbStore(data / "runs.duckdb") as store,
+    ):
+        await pool.wait_warm(environments.default(), timeout=120)
+        engine = FlowEngine(store, ScriptRunner(pool, environments), data_dir=data, key=b"k" * 32)
+        async with Dispatcher(store, engine, max_parallel=64) as dispatcher:
+
+            async def once(definition: str) -> float:
+                started = time.perf_counter()
+                run = await engine.submit(definition, {}, path="bench.yaml")
+                dispatcher.wake()
+                outcome = await dispatcher.wait(run.id)
+                if outcome.run.status != "success":
+                    raise RuntimeError(f"benchmark flow failed: {outcome.run.error}")
+                return time.perf_counter() - started
+
+            await once(chain(5, 10))  # warm-up
+            light = [await once(chain(40, 10)) for _ in range(3 if quick else 7)]
+
+            n_flows = 100 if quick else 600
+            await asyncio.gather(*(once(THREE_STEPS) for _ in range(20)))  # warm-up
+            started = time.perf_counter()
+            latencies = await asyncio.gather(*(once(THREE_STEPS) for _ in range(n_flows)))
+            per_s = n_flows / (time.perf_counter() - started)
+            sequential_three = [await once(THREE_STEPS) for _ in range(50 if quick else 200)]
+
+            long_n = 27 if quick else 33
+            flow_long = await once(chain(10, long_n))
+    bare = _bare_python(long_n)
+    figures: dict[str, Any] = {
+        "light40_s": round(statistics.median(light), 3),
+        "three_step_p50_ms": round(statistics.median(latencies) * 1000, 1),
+        "three_step_per_s": round(per_s, 1),
+        "three_step_in_flight": n_flows,
+        "three_step_alone_p50_ms": round(statistics.median(sequential_three) * 1000, 1),
+        "long10_s": round(flow_long, 2),
+        "long10_bare_python_s": round(bare, 2),
+        "long10_overhead_pct": round((flow_long - bare) / bare * 100, 2),
+    }
+    from benchmarks import store as store_benchmark
+
+    figures.update(await store_benchmark.run(quick=quick))
+    return figures
+
+
+def _bare_python(n: int) -> float:
+    code = (
+        FIBO
+        + f"import time\nt = time.perf_counter()\nfor _ in range(10): fibo({n})\nprint(time.perf_counter() - t)\n"
+    )
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+    return time.perf_counter() - started

@@ -1,0 +1,114 @@
+"""The dispatcher: claims runnable runs from the store and executes them.
+
+Runs wait in the store's durable queue; the dispatcher claims them by priority within
+concurrency limits (the store decides, atomically), up to `max_parallel` at once, and
+hands each to the engine. Suspended runs whose wake time came are claimable again, so a
+sleep costs nothing while it waits. On start it puts runs a dead process left
+`running` back in the queue; on close it hands the runs it holds back to the queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from types import TracebackType
+from typing import Self
+
+from flows.engine import FlowEngine, Outcome
+from flows.records import FINISHED, RunRecord
+from flows.store import RunStore
+
+
+class Dispatcher:
+    """Executes queued runs; `wait(run_id)` follows one to its end or its next approval."""
+
+    def __init__(
+        self,
+        store: RunStore,
+        engine: FlowEngine,
+        *,
+        max_parallel: int = 16,
+        poll_interval_s: float = 0.25,
+    ) -> None:
+        self.store = store
+        self.engine = engine
+        self.max_parallel = max_parallel
+        self.poll_interval_s = poll_interval_s
+        self.recovered: list[str] = []
+        self._active: dict[str, asyncio.Task[None]] = {}
+        self._waiters: dict[str, list[asyncio.Future[Outcome]]] = {}
+        self._wake = asyncio.Event()
+        self._loop_task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> Self:
+        self.recovered = await self.store.recover(time.time())
+        self._loop_task = asyncio.create_task(self._loop())
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Stop claiming; runs still executing are stopped and handed back to the queue."""
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loop_task
+            self._loop_task = None
+        active = dict(self._active)
+        for task in active.values():
+            task.cancel()
+        await asyncio.gather(*active.values(), return_exceptions=True)
+        for run_id in active:
+            run = await self.store.get_run(run_id)
+            if run is not None and run.status == "running":
+                await self.store.update_run(run_id, status="queued", worker=None)
+
+    def wake(self) -> None:
+        """Look for runnable runs now rather than at the next poll."""
+        self._wake.set()
+
+    @property
+    def busy(self) -> int:
+        return len(self._active)
+
+    async def wait(self, run_id: str) -> Outcome:
+        """Wait until the run ends or waits for an approval (sleeps are waited through)."""
+        future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(run_id, []).append(future)
+        run = await self.store.get_run(run_id)
+        if run is not None and run.status in FINISHED and not future.done():
+            future.set_result(Outcome(run))
+        self.wake()
+        return await future
+
+    async def _loop(self) -> None:
+        while True:
+            while len(self._active) < self.max_parallel:
+                run = await self.store.claim(self.engine.worker, time.time())
+                if run is None:
+                    break
+                self._active[run.id] = asyncio.create_task(self._execute(run.id, run))
+            self._wake.clear()
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can lose a cancellation
+            # that races with its timeout, and close() would then wait forever.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.poll_interval_s):
+                    await self._wake.wait()
+
+    async def _execute(self, run_id: str, run: RunRecord) -> None:
+        try:
+            outcome = await self.engine.execute(run)
+        finally:
+            self._active.pop(run_id, None)
+            self.wake()
+        if outcome.finished or outcome.waiting == "approval":
+            for future in self._waiters.pop(run_id, []):
+                if not future.done():
+                    future.set_result(outcome)

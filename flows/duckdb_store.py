@@ -1,0 +1,781 @@
+"""The run store on an embedded DuckDB file: one writer thread, group commit.
+
+DuckDB lets one process write a file, and a statement or a commit costs 1-5 ms here, so
+`DuckDbStore` gives its connection to ONE background thread. Every call, read or write,
+is queued to that thread and awaited. The thread takes everything queued, runs it in one
+transaction, commits, and only then resolves the futures: nothing is acknowledged
+before it is durable, and two thousand concurrent writes cost a handful of commits.
+
+Within a batch, writes are merged per table into single statements: new runs, run
+updates (merged per run), step attempts (the last write of an attempt wins) and log
+lines each become one `INSERT ... SELECT unnest(...)`. An operation that reads a table
+first flushes that table's pending writes, so every operation sees what it would have
+seen had the queue run one operation at a time.
+
+A batch that fails (a duplicate run id, a value DuckDB refuses) is rolled back and its
+operations retried one transaction each: the bad one fails alone with a `StoreError`,
+the others commit, and the thread keeps serving.
+
+User SQL (`query`) passes the whole-AST guard of `flows.sql`, then DuckDB's own parser
+(one SELECT), and runs after the batch's commit in a READ ONLY transaction, on a
+connection with external access (files, network, extensions) off and settings locked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import dataclasses
+import datetime as dt
+import decimal
+import json
+import math
+import operator
+import queue
+import re
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Generic, Self, TypeVar
+
+import duckdb
+
+from flows.errors import FlowError, StoreError
+from flows.records import LogRecord, RunRecord, StepRecord
+
+R = TypeVar("R")
+T = TypeVar("T")
+
+_MIGRATION_FILE = re.compile(r"^(\d+)_(\w+)\.sql$")
+_LOCK_HOLDER = re.compile(r"\(PID (\d+)\)")
+# Fixed at connect: no extension is fetched or loaded, and no table name can resolve to
+# a Python object of this process. External access is turned off right after.
+_CONNECT_CONFIG = {
+    "autoinstall_known_extensions": False,
+    "autoload_known_extensions": False,
+    "python_enable_replacements": False,
+}
+# Built once: json.dumps with options builds an encoder per call. Encoders keep no
+# state between calls. NaN and infinity are refused: they are not JSON.
+_ENCODE = json.JSONEncoder(allow_nan=False, separators=(",", ":")).encode
+
+
+def _quote(name: str) -> str:
+    """An identifier for SQL (`at` is a reserved word in DuckDB)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+@dataclass(frozen=True)
+class _Table(Generic[R]):
+    """How a record type maps onto its table: one column per field, same names."""
+
+    name: str
+    record: Callable[..., R]
+    fields: tuple[str, ...]
+    json_fields: frozenset[str]
+    columns: str  # the quoted field names, for SELECT and INSERT lists
+    values: Callable[[Any], tuple[Any, ...]]  # record -> field values (attrgetter, in C)
+
+    def row(self, record: R, what: str) -> list[Any]:
+        """The record's column values, JSON fields as text. Called by the caller, so a
+        value that is not JSON fails that call, not the batch it would have joined."""
+        row = list(self.values(record))
+        for i, name in enumerate(self.fields):
+            if name in self.json_fields:
+                row[i] = _dumps(row[i], what, name)
+        return row
+
+    def column_arrays(self, records: Sequence[R], what: str) -> list[str]:
+        """Bulk parameters: each field's values as one JSON array (one encoder call per
+        column instead of one per value: the bulk path's main cost)."""
+        if not records:
+            return []
+        columns = zip(*map(self.values, records), strict=True)
+        return [_dumps_column(list(c), what, f) for c, f in zip(columns, self.fields, strict=True)]
+
+    def load(self, row: Sequence[Any]) -> R:
+        return self.record(
+            *(
+                json.loads(v) if v is not None and f in self.json_fields else v
+                for f, v in zip(self.fields, row, strict=True)
+            )
+        )
+
+
+def _table(name: str, record: type[R]) -> _Table[R]:
+    fields = tuple(f.name for f in dataclasses.fields(record))  # type: ignore[arg-type]
+    json_fields = frozenset(fields) & {"args", "result", "error", "detail"}
+    columns = ", ".join(_quote(f) for f in fields)
+    return _Table(name, record, fields, json_fields, columns, operator.attrgetter(*fields))
+
+
+_RUNS = _table("runs", RunRecord)
+_STEPS = _table("steps", StepRecord)
+_LOGS = _table("logs", LogRecord)
+_RUN_FIELDS = frozenset(_RUNS.fields) - {"id"}
+
+
+class DuckDbStore:
+    """`flows.store.RunStore` on one DuckDB file, written by one background thread.
+
+    `async with DuckDbStore(path) as store:` opens (creating the directory, applying
+    migrations) and closes; a store object is opened once. Open one per process and
+    file (the `Services` object owns it): another process holding the file makes
+    opening fail with a `StoreError` that names it. A cancelled await does not take its
+    operation back.
+
+    `commit_interval_s`: while operations keep coming (the last batch held more than
+    one), the writer waits this long after the first of a batch for others to join its
+    commit; a lone caller is served at once. `commits` counts committed transactions.
+    """
+
+    def __init__(self, path: Path, *, commit_interval_s: float = 0.002) -> None:
+        self.path = Path(path)
+        self.commit_interval_s = commit_interval_s
+        self._queue: queue.SimpleQueue[_Op | None] = queue.SimpleQueue()  # None: close
+        self._thread: threading.Thread | None = None
+        self._used = False
+        self._commits = 0
+
+    @property
+    def commits(self) -> int:
+        """Transactions committed so far; a batch of many operations counts once."""
+        return self._commits
+
+    async def __aenter__(self) -> Self:
+        if self._used:
+            raise StoreError(f"this store object for {self.path} was opened before")
+        self._used = True
+        loop = asyncio.get_running_loop()
+        ready: asyncio.Future[None] = loop.create_future()
+        # A daemon thread: every acknowledged write is committed already, so a process
+        # that exits without close() loses nothing but a checkpoint DuckDB redoes.
+        thread = threading.Thread(
+            target=self._serve, args=(loop, ready), name="gristmill-store", daemon=True
+        )
+        thread.start()
+        try:
+            await ready
+        except BaseException:  # it failed to open, or our caller gave up waiting
+            self._queue.put(None)
+            await asyncio.to_thread(thread.join)
+            raise
+        self._thread = thread
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Finish every queued operation, commit, and close the file."""
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            self._queue.put(None)
+            await asyncio.to_thread(thread.join)
+
+    # ------------------------------------------------------------------ runs
+
+    async def create_run(self, run: RunRecord) -> None:
+        """Insert a new run (normally `queued`); an existing id is a `StoreError`."""
+        what = f"create_run {run.id!r}"
+        row = _RUNS.row(run, what)
+        await self._submit(what, lambda txn: txn.insert_run(row))
+
+    async def update_run(self, run_id: str, **fields: Any) -> None:
+        """Change fields of a run (none: nothing to do; an unknown name: `StoreError`)."""
+        what = f"update_run {run_id!r}"
+        if unknown := sorted(set(fields) - _RUN_FIELDS):
+            raise StoreError(
+                f"{what}: a run has no field {', '.join(unknown)}; "
+                f"its fields are {', '.join(_RUNS.fields[1:])}"
+            )
+        values = {f: _dumps(v, what, f) if f in _RUNS.json_fields else v for f, v in fields.items()}
+        if values:
+            await self._submit(what, lambda txn: txn.update_run(run_id, values))
+
+    async def get_run(self, run_id: str) -> RunRecord | None:
+        """The run, or None."""
+
+        def get(txn: _Txn) -> RunRecord | None:
+            sql = f"SELECT {_RUNS.columns} FROM runs WHERE id = ?"
+            row = txn.read("runs").execute(sql, [run_id]).fetchone()
+            return None if row is None else _RUNS.load(row)
+
+        return await self._submit(f"get_run {run_id!r}", get)
+
+    async def list_runs(
+        self, *, status: str | None = None, limit: int = 100, offset: int = 0
+    ) -> list[RunRecord]:
+        """Runs, newest first (ties by id, so pages are stable), optionally of one status."""
+
+        def list_(txn: _Txn) -> list[RunRecord]:
+            sql = (
+                f"SELECT {_RUNS.columns} FROM runs WHERE ?::VARCHAR IS NULL OR status = ? "
+                "ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?"
+            )
+            rows = txn.read("runs").execute(sql, [status, status, limit, offset]).fetchall()
+            return [_RUNS.load(row) for row in rows]
+
+        return await self._submit("list_runs", list_)
+
+    async def claim(self, worker: str, now: float) -> RunRecord | None:
+        """Mark and return the next runnable run for `worker`, or None.
+
+        Runnable: `queued`, or `suspended` with `wake_at <= now`. Highest priority first,
+        then oldest; a run whose concurrency key already has `concurrency_limit` runs
+        `running` is skipped. The claimed run becomes `running` with `worker` set,
+        `heartbeat_at = now`, and `started_at = now` unless it started before. Atomic:
+        one statement, and the writer thread runs one operation at a time.
+        """
+
+        def claim(txn: _Txn) -> RunRecord | None:
+            row = txn.read("runs").execute(_CLAIM, [worker, now, now, now]).fetchone()
+            return None if row is None else _RUNS.load(row)
+
+        return await self._submit(f"claim for {worker!r}", claim)
+
+    async def recover(self, now: float) -> list[str]:
+        """Put every `running` run back in the queue (worker cleared); their ids, sorted.
+
+        One process owns the file, so when it opens, any `running` run was left by a
+        process that died: call this once after opening, before claiming. `now` matters
+        to backends that judge by heartbeat; here every running run is orphaned.
+        """
+
+        def recover(txn: _Txn) -> list[str]:
+            sql = "UPDATE runs SET status = 'queued', worker = NULL WHERE status = 'running' RETURNING id"
+            return sorted(row[0] for row in txn.read("runs").execute(sql).fetchall())
+
+        return await self._submit("recover", recover)
+
+    # ------------------------------------------------------------------ steps and logs
+
+    async def record_step(self, step: StepRecord) -> None:
+        """Insert or replace the attempt (`run_id`, `key`, `attempt`)."""
+        what = f"record_step {step.run_id!r} {step.key!r} attempt {step.attempt}"
+        row = _STEPS.row(step, what)
+        await self._submit(what, lambda txn: txn.put_step(row))
+
+    async def steps(self, run_id: str) -> list[StepRecord]:
+        """Every attempt of every step of the run, in the order they started."""
+
+        def steps(txn: _Txn) -> list[StepRecord]:
+            sql = f"SELECT {_STEPS.columns} FROM steps WHERE run_id = ? ORDER BY started_at, attempt, key"
+            return [_STEPS.load(row) for row in txn.read("steps").execute(sql, [run_id]).fetchall()]
+
+        return await self._submit(f"steps {run_id!r}", steps)
+
+    async def append_logs(self, logs: list[LogRecord]) -> None:
+        """Append log pieces (their `seq` is the caller's)."""
+        rows = [_LOGS.row(log, "append_logs") for log in logs]
+        if rows:
+            await self._submit("append_logs", lambda txn: txn.add_logs(rows))
+
+    async def logs(self, run_id: str, offset: int = 0) -> list[LogRecord]:
+        """Log pieces of a run with `seq >= offset`, in order."""
+
+        def logs(txn: _Txn) -> list[LogRecord]:
+            sql = f"SELECT {_LOGS.columns} FROM logs WHERE run_id = ? AND seq >= ? ORDER BY seq"
+            rows = txn.read("logs").execute(sql, [run_id, offset]).fetchall()
+            return [_LOGS.load(row) for row in rows]
+
+        return await self._submit(f"logs {run_id!r}", logs)
+
+    async def write_many(self, runs: list[RunRecord], steps: list[StepRecord]) -> None:
+        """Insert or replace many runs and step attempts in one transaction (imports,
+        benchmarks). Unlike `create_run`, an existing run id is overwritten."""
+        run_columns = _RUNS.column_arrays(runs, "write_many")
+        step_columns = _STEPS.column_arrays(steps, "write_many")
+
+        def write(txn: _Txn) -> None:
+            txn.flush("runs", "steps")
+            txn.bulk(_RUNS, run_columns, replace=True)
+            txn.bulk(_STEPS, step_columns, replace=True)
+
+        await self._submit(f"write_many ({len(runs)} runs, {len(steps)} steps)", write)
+
+    # ------------------------------------------------------------------ tokens and cache
+
+    async def use_token(self, token_id: str, now: float) -> bool:
+        """Mark a single-use token used; False when it was used before."""
+
+        def use(txn: _Txn) -> bool:
+            sql = "INSERT INTO tokens_used VALUES (?, ?) ON CONFLICT DO NOTHING RETURNING 1"
+            return txn.con.execute(sql, [token_id, now]).fetchone() is not None
+
+        return await self._submit("use_token", use)
+
+    async def cache_get(self, key: str, now: float) -> tuple[bool, Any]:
+        """(True, value) for a cached result with `expires_at > now`, else (False, None)."""
+
+        def get(txn: _Txn) -> tuple[bool, Any]:
+            sql = "SELECT value FROM step_cache WHERE key = ? AND expires_at > ?"
+            row = txn.con.execute(sql, [key, now]).fetchone()
+            return (False, None) if row is None else (True, json.loads(row[0]))
+
+        return await self._submit(f"cache_get {key!r}", get)
+
+    async def cache_put(self, key: str, value: Any, expires_at: float) -> None:
+        """Cache a step result until `expires_at`, replacing any entry for `key`."""
+        what = f"cache_put {key!r}"
+        text = "null" if value is None else _dumps(value, what, "value")  # None is a hit too
+
+        def put(txn: _Txn) -> None:
+            sql = "INSERT OR REPLACE INTO step_cache VALUES (?, ?, ?)"
+            txn.con.execute(sql, [key, text, expires_at])
+
+        await self._submit(what, put)
+
+    # ------------------------------------------------------------------ user SQL
+
+    async def query(self, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """Run one read-only user query (SELECT, WITH ... SELECT, VALUES) over the tables.
+
+        Refused SQL and DuckDB's errors raise `StoreError` with the reason. Values are
+        JSON-friendly: JSON columns parsed, times as ISO text, NaN as None. The views
+        of the history: `created`, `started`, `finished` (UTC) and `duration_ms`.
+        """
+        from flows.sql import check_sql  # sqlglot is loaded only when someone asks
+
+        try:
+            check_sql(sql, mode="read")
+        except FlowError as exc:  # its SqlError: the store's callers catch StoreError
+            raise StoreError(f"query: {exc}") from exc
+        return await self._submit("query", lambda txn: _run_query(txn.con, sql), read_only=True)
+
+    # ------------------------------------------------------------------ the writer thread
+
+    async def _submit(self, what: str, run: Callable[[_Txn], T], *, read_only: bool = False) -> T:
+        if self._thread is None:
+            raise StoreError(f"the run store {self.path} is not open: use `async with`")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._queue.put(_Op(what, run, future, loop, read_only))
+        return await future
+
+    def _serve(self, loop: asyncio.AbstractEventLoop, ready: asyncio.Future[None]) -> None:
+        """The writer thread: owns the connection from open to close."""
+        try:
+            con = _connect(self.path)
+        except BaseException as exc:
+            _post(loop, [(ready, exc, None)])
+            return
+        with con:
+            _post(loop, [(ready, None, None)])
+            try:
+                self._serve_batches(con)
+            finally:
+                self._thread = None  # refuse new calls, and fail any left in the queue
+                left: list[_Op | None] = []
+                with contextlib.suppress(queue.Empty):
+                    while True:
+                        left.append(self._queue.get_nowait())
+                ops = [op for op in left if op is not None]
+                gone = StoreError(f"the run store {self.path} closed before this ran")
+                _deliver(ops, [(gone, None)] * len(ops))
+
+    def _serve_batches(self, con: duckdb.DuckDBPyConnection) -> None:
+        crowded = False
+        while True:
+            ops = [self._queue.get()]
+            if crowded and self.commit_interval_s > 0:
+                time.sleep(self.commit_interval_s)  # let the crowd join this commit
+            with contextlib.suppress(queue.Empty):
+                while True:
+                    ops.append(self._queue.get_nowait())
+            batch = [op for op in ops if op is not None]
+            crowded = len(batch) > 1
+            writes = [op for op in batch if not op.read_only]
+            if writes:
+                _deliver(writes, self._together(con, writes))
+            for op in batch:  # user SQL, once the batch is durable: it sees committed data
+                if op.read_only:
+                    _deliver([op], [self._alone(con, op)])
+            if len(batch) < len(ops):  # close(): everything queued before it is done
+                return
+
+    def _together(
+        self, con: duckdb.DuckDBPyConnection, ops: list[_Op]
+    ) -> list[tuple[BaseException | None, Any]]:
+        """Run `ops` in one transaction; if that fails, each in a transaction of its own."""
+        if len(ops) == 1:
+            return [self._alone(con, ops[0])]
+        txn = _Txn(con)
+        try:
+            con.execute("BEGIN TRANSACTION")
+            results = [op.run(txn) for op in ops]
+            txn.flush()
+            con.execute("COMMIT")
+        except Exception:
+            _rollback(con)
+            return [self._alone(con, op) for op in ops]
+        self._commits += 1
+        return [(None, result) for result in results]
+
+    def _alone(self, con: duckdb.DuckDBPyConnection, op: _Op) -> tuple[BaseException | None, Any]:
+        txn = _Txn(con)
+        try:
+            con.execute("BEGIN TRANSACTION READ ONLY" if op.read_only else "BEGIN TRANSACTION")
+            result = op.run(txn)
+            txn.flush()
+            con.execute("ROLLBACK" if op.read_only else "COMMIT")
+        except Exception as exc:
+            _rollback(con)
+            if not isinstance(exc, duckdb.Error):
+                return exc, None
+            error = StoreError(f"{op.what}: {exc}")
+            error.__cause__ = exc
+            return error, None
+        if not op.read_only:
+            self._commits += 1
+        return None, result
+
+
+@dataclass(slots=True)
+class _Op:
+    """One queued call: `run` does its work inside the writer's transaction."""
+
+    what: str  # names the call in error messages: "create_run 'r1'"
+    run: Callable[[_Txn], Any]
+    future: asyncio.Future[Any]
+    loop: asyncio.AbstractEventLoop
+    read_only: bool  # user SQL: alone, READ ONLY, after the batch commits
+
+
+class _Txn:
+    """The writer's view of one transaction: pending writes merged per table.
+
+    They reach DuckDB as one statement per table when the transaction ends or when an
+    operation reads that table (`read`): a DuckDB statement costs about what a commit
+    does, so merging is what makes batches cheap.
+    """
+
+    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+        self.con = con
+        self.new_runs: dict[str, list[Any]] = {}
+        self.run_updates: dict[str, dict[str, Any]] = {}
+        self.new_steps: dict[tuple[str, str, int], list[Any]] = {}
+        self.new_logs: list[list[Any]] = []
+
+    def insert_run(self, row: list[Any]) -> None:
+        if row[0] in self.new_runs or row[0] in self.run_updates:
+            self.flush("runs")  # keep call order: this insert comes after those writes
+        self.new_runs[row[0]] = list(row)  # a copy: later updates merge into it
+
+    def update_run(self, run_id: str, values: dict[str, Any]) -> None:
+        if (pending := self.new_runs.get(run_id)) is not None:
+            for name, value in values.items():
+                pending[_RUNS.fields.index(name)] = value
+        else:
+            self.run_updates.setdefault(run_id, {}).update(values)
+
+    def put_step(self, row: list[Any]) -> None:
+        self.new_steps[(row[0], row[1], row[4])] = row  # the last write of an attempt wins
+
+    def add_logs(self, rows: list[list[Any]]) -> None:
+        self.new_logs.extend(rows)
+
+    def read(self, table: str) -> duckdb.DuckDBPyConnection:
+        """The connection, once the pending writes to `table` are in."""
+        self.flush(table)
+        return self.con
+
+    def flush(self, *tables: str) -> None:
+        """Write what is pending for `tables` (all of them when none are named)."""
+        every = not tables
+        if (every or "runs" in tables) and (self.new_runs or self.run_updates):
+            self.bulk_rows(_RUNS, list(self.new_runs.values()), replace=False)
+            self._update_runs()
+            self.new_runs, self.run_updates = {}, {}
+        if (every or "steps" in tables) and self.new_steps:
+            self.bulk_rows(_STEPS, list(self.new_steps.values()), replace=True)
+            self.new_steps = {}
+        if (every or "logs" in tables) and self.new_logs:
+            self.bulk_rows(_LOGS, self.new_logs, replace=False)
+            self.new_logs = []
+
+    def bulk_rows(self, table: _Table[Any], rows: list[list[Any]], *, replace: bool) -> None:
+        if rows:
+            columns = [
+                _json_array(list(c)) if name in table.json_fields else _ENCODE(list(c))
+                for c, name in zip(zip(*rows, strict=True), table.fields, strict=True)
+            ]
+            self.bulk(table, columns, replace=replace)
+
+    def bulk(self, table: _Table[Any], columns: list[str], *, replace: bool) -> None:
+        """Insert with one statement, each column one JSON array parameter. Without
+        Arrow, this is the fast way in: Python encodes a column in one call and DuckDB
+        parses it faster than it converts list parameters value by value."""
+        if columns:
+            verb = "INSERT OR REPLACE" if replace else "INSERT"
+            sql = f"{verb} INTO {table.name} ({table.columns}) SELECT {_unnest(table.fields)}"
+            self.con.execute(sql, columns)
+
+    def _update_runs(self) -> None:
+        # One UPDATE ... FROM per set of changed fields; a run appears once per set.
+        groups: dict[tuple[str, ...], list[tuple[str, dict[str, Any]]]] = {}
+        for run_id, values in self.run_updates.items():
+            groups.setdefault(tuple(sorted(values)), []).append((run_id, values))
+        for names, updates in groups.items():
+            params = [_ENCODE([run_id for run_id, _ in updates])]
+            for name in names:
+                column = [values[name] for _, values in updates]
+                params.append(_json_array(column) if name in _RUNS.json_fields else _ENCODE(column))
+            sets = ", ".join(f"{_quote(n)} = u.{_quote(n)}" for n in names)
+            self.con.execute(
+                f"UPDATE runs SET {sets} FROM (SELECT {_unnest(('id', *names))}) AS u "
+                "WHERE runs.id = u.id",
+                params,
+            )
+
+
+# The next runnable run, marked running by the same statement. The running runs of each
+# concurrency key are counted once (`busy`), not once per candidate.
+_CLAIM = f"""
+UPDATE runs SET status = 'running', worker = ?, heartbeat_at = ?, started_at = coalesce(started_at, ?)
+WHERE id = (
+    WITH busy AS (
+        SELECT concurrency_key, count(*) AS n FROM runs
+        WHERE status = 'running' AND concurrency_key IS NOT NULL GROUP BY concurrency_key
+    )
+    SELECT r.id FROM runs AS r LEFT JOIN busy AS b ON b.concurrency_key = r.concurrency_key
+    WHERE (r.status = 'queued' OR (r.status = 'suspended' AND r.wake_at <= ?))
+      AND (r.concurrency_key IS NULL OR r.concurrency_limit IS NULL
+           OR coalesce(b.n, 0) < r.concurrency_limit)
+    ORDER BY r.priority DESC, r.created_at ASC, r.id ASC
+    LIMIT 1
+)
+RETURNING {_RUNS.columns}
+"""
+
+# Column types the bulk statements cast to; `_check_columns` holds the tables to them.
+_SQL_TYPES = {
+    "attempt": "INTEGER",
+    "priority": "INTEGER",
+    "concurrency_limit": "INTEGER",
+    "seq": "BIGINT",
+    "recovered": "BOOLEAN",
+    **dict.fromkeys(("args", "result", "error", "detail"), "JSON"),
+}
+
+
+def _sql_type(name: str) -> str:
+    default = "DOUBLE" if name == "at" or name.endswith("_at") else "VARCHAR"
+    return _SQL_TYPES.get(name, default)
+
+
+def _unnest(names: Iterable[str]) -> str:
+    """Columns from JSON array parameters. JSON nulls become SQL NULL, and numbers keep
+    their digits, so a JSON column reads back exactly what was written."""
+    return ", ".join(f"unnest(?::JSON::{_sql_type(n)}[]) AS {_quote(n)}" for n in names)
+
+
+def _json_array(texts: list[str | None]) -> str:
+    return "[" + ",".join("null" if t is None else t for t in texts) + "]"
+
+
+def _dumps_column(values: list[Any], what: str, name: str) -> str:
+    try:
+        return _ENCODE(values)
+    except (TypeError, ValueError):
+        for value in values:  # name the culprit
+            _dumps(value, what, name)
+        raise
+
+
+def _dumps(value: Any, what: str, name: str) -> str | None:
+    """JSON text for a JSON column; None stays SQL NULL."""
+    if value is None:
+        return None
+    try:
+        return _ENCODE(value)
+    except (TypeError, ValueError) as exc:
+        raise StoreError(
+            f"{what}: {name} is not JSON ({exc}); store dicts, lists, strings, finite "
+            "numbers, booleans or None"
+        ) from exc
+
+
+# ---------------------------------------------------------------------- opening
+
+
+def _connect(path: Path) -> duckdb.DuckDBPyConnection:
+    """Open, lock down and migrate the file, with errors a person can act on."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        con = duckdb.connect(str(path), config=dict(_CONNECT_CONFIG))
+    except duckdb.IOException as exc:
+        if "Could not set lock" not in str(exc):
+            raise StoreError(f"cannot open the run store {path}: {exc}") from exc
+        holder = _LOCK_HOLDER.search(str(exc))
+        pid = f" (pid {holder.group(1)})" if holder else ""
+        raise StoreError(
+            f"the run store {path} is in use by another Gristmill process{pid}; "
+            "stop it or use another --data directory"
+        ) from exc
+    except (duckdb.Error, OSError) as exc:
+        raise StoreError(f"cannot open the run store {path}: {exc}") from exc
+    try:
+        # Nothing run on this connection, user SQL included, reaches files, the network
+        # or extensions, and no SET can turn that back on.
+        con.execute("SET enable_external_access = false")
+        con.execute("SET lock_configuration = true")
+        _migrate(con, path)
+        _check_columns(con, path)
+    except BaseException as exc:
+        con.close()
+        if isinstance(exc, duckdb.Error):
+            raise StoreError(f"cannot prepare the run store {path}: {exc}") from exc
+        raise
+    return con
+
+
+def migrations() -> list[tuple[int, str, str]]:
+    """(version, name, SQL) of the migrations in `flows/migrations/`, in order."""
+    found = []
+    for entry in resources.files("flows.migrations").iterdir():
+        if match := _MIGRATION_FILE.match(entry.name):
+            found.append((int(match.group(1)), match.group(2), entry.read_text("utf-8")))
+    found.sort()
+    versions = [version for version, _, _ in found]
+    if len(set(versions)) != len(versions):
+        raise StoreError(f"two schema migrations share a version number: {versions}")
+    return found
+
+
+def _migrate(con: duckdb.DuckDBPyConnection, path: Path) -> None:
+    """Apply each migration not recorded in `schema_migrations`, in one transaction with
+    its record: a failed one leaves no trace, and applying twice changes nothing."""
+    con.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations "
+        "(version INTEGER PRIMARY KEY, name VARCHAR NOT NULL, applied_at DOUBLE NOT NULL)"
+    )
+    applied = {v for (v,) in con.execute("SELECT version FROM schema_migrations").fetchall()}
+    known = migrations()
+    if newer := applied - {version for version, _, _ in known}:
+        raise StoreError(
+            f"the run store {path} has schema version {max(newer)}, newer than this "
+            "Gristmill knows; upgrade Gristmill or use another --data directory"
+        )
+    for version, name, sql in known:
+        if version in applied:
+            continue
+        try:
+            con.execute("BEGIN TRANSACTION")
+            con.execute(sql)
+            con.execute(
+                "INSERT INTO schema_migrations VALUES (?, ?, ?)", [version, name, time.time()]
+            )
+            con.execute("COMMIT")
+        except duckdb.Error as exc:
+            _rollback(con)
+            raise StoreError(f"schema migration {version}_{name}.sql failed: {exc}") from exc
+
+
+def _check_columns(con: duckdb.DuckDBPyConnection, path: Path) -> None:
+    """Every record field needs a column of the type bulk statements cast to: a field
+    added to a record without a migration is caught at open, not at the first write."""
+    for table in (_RUNS, _STEPS, _LOGS):
+        sql = "SELECT column_name, data_type FROM duckdb_columns() WHERE table_name = ?"
+        found = dict(con.execute(sql, [table.name]).fetchall())
+        if wrong := [f"{f} {_sql_type(f)}" for f in table.fields if found.get(f) != _sql_type(f)]:
+            raise StoreError(
+                f"the run store {path}: table {table.name} lacks {', '.join(wrong)}; "
+                "add a migration in flows/migrations/"
+            )
+
+
+def _rollback(con: duckdb.DuckDBPyConnection) -> None:
+    with contextlib.suppress(duckdb.Error):  # no transaction was open: nothing to undo
+        con.execute("ROLLBACK")
+
+
+# ---------------------------------------------------------------------- results
+
+
+def _deliver(ops: list[_Op], outcomes: list[tuple[BaseException | None, Any]]) -> None:
+    """Resolve futures on their loops: one wake-up per loop per batch, not per call."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any, Any]]] = {}
+    for op, (exc, result) in zip(ops, outcomes, strict=True):
+        by_loop.setdefault(op.loop, []).append((op.future, exc, result))
+    for loop, settled in by_loop.items():
+        _post(loop, settled)
+
+
+def _post(
+    loop: asyncio.AbstractEventLoop,
+    settled: Sequence[tuple[asyncio.Future[Any], BaseException | None, Any]],
+) -> None:
+    with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting
+        loop.call_soon_threadsafe(_settle, settled)
+
+
+def _settle(settled: Sequence[tuple[asyncio.Future[Any], BaseException | None, Any]]) -> None:
+    for future, exc, result in settled:
+        if future.done():  # the caller stopped waiting
+            continue
+        if exc is not None:
+            future.set_exception(exc)
+        else:
+            future.set_result(result)
+
+
+def _run_query(con: duckdb.DuckDBPyConnection, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+    # DuckDB's own parser has the last word on what kind of statement this is; the
+    # READ ONLY transaction around it refuses a write that slips through anyway.
+    statements = con.extract_statements(sql)
+    if len(statements) != 1 or statements[0].type != duckdb.StatementType.SELECT:
+        raise StoreError("query: only one read-only statement (SELECT, WITH, VALUES)")
+    relation = con.sql(sql)
+    types = [str(t) for t in relation.types]
+    if any("WITH TIME ZONE" in t for t in types):
+        # Fetching zoned times would import pytz: send them as ISO text (UTC) or JSON.
+        parts = []
+        for i, (name, sql_type) in enumerate(zip(relation.columns, types, strict=True)):
+            column = f"#{i + 1}"
+            if sql_type == "TIMESTAMP WITH TIME ZONE":
+                column = f"strftime(timezone('UTC', {column}), '%Y-%m-%dT%H:%M:%S.%fZ')"
+            elif "WITH TIME ZONE" in sql_type:
+                column, types[i] = f"to_json({column})", "JSON"
+            parts.append(f"{column} AS {_quote(name)}")
+        relation = relation.project(", ".join(parts))
+    is_json = [t == "JSON" for t in types]
+    rows = [
+        tuple(
+            (None if v is None else json.loads(v)) if j else _plain(v)
+            for v, j in zip(row, is_json, strict=True)
+        )
+        for row in relation.fetchall()
+    ]
+    return list(relation.columns), rows
+
+
+def _plain(value: Any) -> Any:
+    """A DuckDB value as JSON-ready data."""
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, decimal.Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dt.date | dt.time):
+        return value.isoformat()
+    if isinstance(value, dt.timedelta):
+        return value.total_seconds()
+    if isinstance(value, bytes | bytearray | memoryview):
+        return base64.b64encode(bytes(value)).decode("ascii")
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return str(value)  # UUID, and anything DuckDB adds later

@@ -1,0 +1,80 @@
+"""What the store keeps: runs, step attempts and log lines, as plain frozen records.
+
+These are the typed messages between the engine and any store backend (DuckDB now,
+PostgreSQL later). Times are Unix seconds (float); JSON-able values stay Python values
+here and are serialised by the store.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+RunStatus = Literal["queued", "running", "suspended", "success", "failure", "cancelled"]
+StepStatus = Literal["running", "success", "failure", "skipped", "waiting", "cancelled"]
+FINISHED: frozenset[str] = frozenset({"success", "failure", "cancelled"})
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One run of a flow or a script.
+
+    `definition` is the flow (or script) text as it was when the run was created, so a
+    resumed run follows the definition it started with even if the file changed.
+    `recovered` is true when the flow failed but its `on_failure` handler returned.
+    """
+
+    id: str
+    kind: Literal["flow", "script"]
+    path: str
+    definition: str
+    args: dict[str, Any] = field(default_factory=dict)
+    status: RunStatus = "queued"
+    result: Any = None
+    error: dict[str, Any] | None = None
+    recovered: bool = False
+    trigger: str = "cli"
+    actor: str = ""
+    priority: int = 0
+    concurrency_key: str | None = None
+    concurrency_limit: int | None = None
+    parent_run_id: str | None = None
+    created_at: float = 0.0
+    started_at: float | None = None
+    finished_at: float | None = None
+    wake_at: float | None = None  # a sleeping run is due again at this time
+    worker: str | None = None  # the process that runs it now
+    heartbeat_at: float | None = None
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    """One attempt of one step. `key` is the step's path in the run, unique per run:
+    `fetch`, `each/3/show` (iteration 3 of for_each `each`), `route/many`, `loop/2/body`.
+    """
+
+    run_id: str
+    key: str
+    step_id: str
+    kind: str
+    attempt: int = 1
+    status: StepStatus = "running"
+    args: dict[str, Any] | None = None
+    result: Any = None
+    error: dict[str, Any] | None = None
+    started_at: float = 0.0
+    finished_at: float | None = None
+    # approvals: who approved so far, the resume payload, the deadline
+    detail: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class LogRecord:
+    """A piece of output of a step, in order (`seq` is per run)."""
+
+    run_id: str
+    key: str
+    seq: int
+    stream: Literal["stdout", "stderr", "display", "system"]
+    text: str
+    at: float = 0.0

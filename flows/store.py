@@ -1,0 +1,69 @@
+"""The run store interface: durable runs, step attempts, logs, the queue and tokens.
+
+`RunStore` is what the engine talks to. The DuckDB implementation lives in
+`duckdb_store.py`; a PostgreSQL one (many machines, `FOR UPDATE SKIP LOCKED`) can be
+added beside it without touching the engine. Every write is durable when its awaitable
+returns: nothing is acknowledged before it is committed.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from flows.records import LogRecord, RunRecord, StepRecord
+
+
+class RunStore(Protocol):
+    """Durable state of runs. Called by the engine and the dispatcher, from one event loop."""
+
+    async def create_run(self, run: RunRecord) -> None:
+        """Insert a new run (normally `queued`)."""
+
+    async def update_run(self, run_id: str, **fields: Any) -> None:
+        """Change fields of a run (status, result, error, started_at, wake_at, worker...)."""
+
+    async def get_run(self, run_id: str) -> RunRecord | None:
+        """The run, or None."""
+
+    async def list_runs(
+        self, *, status: str | None = None, limit: int = 100, offset: int = 0
+    ) -> list[RunRecord]:
+        """Runs, newest first."""
+
+    async def claim(self, worker: str, now: float) -> RunRecord | None:
+        """Mark and return the next runnable run for `worker`, or None.
+
+        Runnable: `queued`, or `suspended` with `wake_at <= now`. Highest priority first,
+        then oldest; a run whose concurrency key already has `concurrency_limit` runs
+        `running` is skipped. The claimed run becomes `running` with `worker` set.
+        """
+
+    async def recover(self, now: float) -> list[str]:
+        """Put runs left `running` by a process that died back in the queue; their ids."""
+
+    async def record_step(self, step: StepRecord) -> None:
+        """Insert or replace the attempt (`run_id`, `key`, `attempt`)."""
+
+    async def steps(self, run_id: str) -> list[StepRecord]:
+        """Every attempt of every step of the run, in the order they started."""
+
+    async def append_logs(self, logs: list[LogRecord]) -> None:
+        """Append log pieces."""
+
+    async def logs(self, run_id: str, offset: int = 0) -> list[LogRecord]:
+        """Log pieces of a run with `seq >= offset`, in order."""
+
+    async def use_token(self, token_id: str, now: float) -> bool:
+        """Mark a single-use token used; False when it was used before."""
+
+    async def cache_get(self, key: str, now: float) -> tuple[bool, Any]:
+        """(True, value) for an unexpired cached step result, else (False, None)."""
+
+    async def cache_put(self, key: str, value: Any, expires_at: float) -> None:
+        """Cache a step result until `expires_at`."""
+
+    async def query(self, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """Run a read-only user query over `runs`, `steps` and `logs`; columns and rows."""
+
+    async def close(self) -> None:
+        """Flush and close."""
