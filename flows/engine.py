@@ -202,7 +202,7 @@ class RunExecution:
                 raise
             except StepFailed as failure:
                 failures += 1
-                error: dict[str, Any] = {
+                error = {
                     **failure.error,
                     "step_id": step.id,
                     "key": key,
