@@ -51,7 +51,7 @@ async def run_python(
 ) -> Any:
     assert step.python is not None
     return await _run_script(
-        ex, step, key, Script.inline(step.python, path=_code_path(ex, key)), args
+        ex, step, key, ex.engine.script(step.python, _code_path(ex, key), "python"), args
     )
 
 
@@ -60,7 +60,7 @@ async def run_bash(
 ) -> Any:
     assert step.bash is not None
     return await _run_script(
-        ex, step, key, Script.inline(step.bash, path=_code_path(ex, key), language="bash"), args
+        ex, step, key, ex.engine.script(step.bash, _code_path(ex, key), "bash"), args
     )
 
 
