@@ -56,8 +56,7 @@ async def run(quick: bool = False) -> dict[str, Any]:
 
             async def once(definition: str) -> float:
                 started = time.perf_counter()
-                run = await engine.submit(definition, {}, path="bench.yaml")
-                dispatcher.wake()
+                run = await dispatcher.submit(definition, {}, path="bench.yaml")
                 outcome = await dispatcher.wait(run.id)
                 if outcome.run.status != "success":
                     raise RuntimeError(f"benchmark flow failed: {outcome.run.error}")

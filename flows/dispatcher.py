@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import time
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 from flows.engine import FlowEngine, Outcome
 from flows.records import FINISHED, RunRecord
@@ -40,6 +40,7 @@ class Dispatcher:
         self._waiters: dict[str, list[asyncio.Future[Outcome]]] = {}
         self._wake = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
+        self._maybe_queued = True
 
     async def __aenter__(self) -> Self:
         self.recovered = await self.store.recover(time.time())
@@ -70,8 +71,19 @@ class Dispatcher:
             if run is not None and run.status == "running":
                 await self.store.update_run(run_id, status="queued", worker=None)
 
+    async def submit(self, definition: str, args: dict[str, Any], **options: Any) -> RunRecord:
+        """Submit a flow run; with room to spare it starts at once, without a queue trip."""
+        has_room = len(self._active) < self.max_parallel
+        run = await self.engine.submit(definition, args, claim=has_room, **options)
+        if run.status == "running":
+            self._start(run)
+        else:
+            self.wake()
+        return run
+
     def wake(self) -> None:
         """Look for runnable runs now rather than at the next poll."""
+        self._maybe_queued = True
         self._wake.set()
 
     @property
@@ -82,32 +94,43 @@ class Dispatcher:
         """Wait until the run ends or waits for an approval (sleeps are waited through)."""
         future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
         self._waiters.setdefault(run_id, []).append(future)
-        run = await self.store.get_run(run_id)
-        if run is not None and run.status in FINISHED and not future.done():
-            future.set_result(Outcome(run))
-        self.wake()
+        if run_id not in self._active:  # it may have ended already, or wait in the queue
+            run = await self.store.get_run(run_id)
+            if run is not None and run.status in FINISHED and not future.done():
+                future.set_result(Outcome(run))
+            self.wake()
         return await future
 
     async def _loop(self) -> None:
         while True:
-            while len(self._active) < self.max_parallel:
+            # A claim is a store round trip: skip it when nothing can have become runnable
+            # since the last empty one (the poll still claims, for sleepers and others' runs).
+            while self._maybe_queued and len(self._active) < self.max_parallel:
                 run = await self.store.claim(self.engine.worker, time.time())
                 if run is None:
+                    self._maybe_queued = False
                     break
-                self._active[run.id] = asyncio.create_task(self._execute(run.id, run))
+                self._start(run)
             self._wake.clear()
             # asyncio.timeout, not wait_for: on 3.11 wait_for can lose a cancellation
             # that races with its timeout, and close() would then wait forever.
-            with contextlib.suppress(TimeoutError):
+            try:
                 async with asyncio.timeout(self.poll_interval_s):
                     await self._wake.wait()
+            except TimeoutError:
+                self._maybe_queued = True
+
+    def _start(self, run: RunRecord) -> None:
+        self._active[run.id] = asyncio.create_task(self._execute(run.id, run))
 
     async def _execute(self, run_id: str, run: RunRecord) -> None:
         try:
             outcome = await self.engine.execute(run)
         finally:
             self._active.pop(run_id, None)
-            self.wake()
+            if run.concurrency_key is not None or len(self._active) + 1 >= self.max_parallel:
+                self._maybe_queued = True  # its slot may let a waiting run in
+            self._wake.set()
         if outcome.finished or outcome.waiting == "approval":
             for future in self._waiters.pop(run_id, []):
                 if not future.done():

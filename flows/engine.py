@@ -38,6 +38,8 @@ from kernels.scripts import Script
 # A step whose process died mid-run is run again; this many interruptions in a row
 # mean the step itself kills its process, so it fails instead of looping forever.
 _MAX_INTERRUPTIONS = 3
+# A step still running after this long gets its `running` record (see _attempts).
+_RUNNING_RECORD_AFTER_S = 0.25
 # Parsed flows and step scripts kept per engine (least recently used dropped first).
 _PARSED_FLOWS = 64
 _PARSED_SCRIPTS = 1024
@@ -179,31 +181,46 @@ class RunExecution:
             attempt = self._next_attempt(key)
             started = time.time()
             args: dict[str, Any] | None = None
-            # Written without waiting: losing it in a crash only loses the attempt count.
             running = StepRecord(
                 self.run.id, key, step.id, step.kind, attempt, "running", started_at=started
             )
-            self.record_soon(running)
+            # The `running` record only counts attempts cut short by a crash. A step that
+            # ends quickly never needs it, and writing it costs a commit that competes with
+            # the step for the machine; so it is written, without waiting, only once the
+            # step has run for a while.
+            self.latest[key] = running
+            written: list[bool] = []  # whether this attempt has a row yet
+
+            def mark(record: StepRecord = running, written: list[bool] = written) -> None:
+                written.append(True)
+                self.record_soon(record, new=True)
+
+            mark_running = asyncio.get_running_loop().call_later(_RUNNING_RECORD_AFTER_S, mark)
             try:
                 try:
-                    args = self.render_args(step, scope)
-                except ExpressionError as exc:
-                    raise StepFailed(
-                        {"message": str(exc), "name": "ExpressionError"}, retryable=False
-                    ) from None
-                cache_key = self._cache_key(step, key, args) if step.cache_ttl else None
-                hit, result = (
-                    await self.store.cache_get(cache_key, time.time())
-                    if cache_key
-                    else (False, None)
-                )
-                if not hit:
-                    result = await self._execute(step, scope, key, args)
-                    if cache_key and step.cache_ttl:
-                        await self.store.cache_put(cache_key, result, time.time() + step.cache_ttl)
+                    try:
+                        args = self.render_args(step, scope)
+                    except ExpressionError as exc:
+                        raise StepFailed(
+                            {"message": str(exc), "name": "ExpressionError"}, retryable=False
+                        ) from None
+                    cache_key = self._cache_key(step, key, args) if step.cache_ttl else None
+                    hit, result = (
+                        await self.store.cache_get(cache_key, time.time())
+                        if cache_key
+                        else (False, None)
+                    )
+                    if not hit:
+                        result = await self._execute(step, scope, key, args)
+                        if cache_key and step.cache_ttl:
+                            await self.store.cache_put(
+                                cache_key, result, time.time() + step.cache_ttl
+                            )
+                finally:
+                    mark_running.cancel()
             except Suspend:
                 # A body inside this step waits; it was not interrupted.
-                self.record_soon(replace(running, status="waiting"))
+                self.record_soon(replace(running, status="waiting"), new=not written)
                 raise
             except StepFailed as failure:
                 failures += 1
@@ -220,7 +237,14 @@ class RunExecution:
                 )
                 if not retryable:
                     await self._fail_final(
-                        step, key, error, failures, args=args, started=started, attempt=attempt
+                        step,
+                        key,
+                        error,
+                        failures,
+                        args=args,
+                        started=started,
+                        attempt=attempt,
+                        new=not written,
                     )
                     raise StepFailed(error) from None
                 await self.record(
@@ -236,7 +260,8 @@ class RunExecution:
                         started_at=started,
                         finished_at=time.time(),
                         detail={"failures": failures},
-                    )
+                    ),
+                    new=not written,
                 )
                 assert retry is not None
                 await asyncio.sleep(retry.delay_before(failures + 1))
@@ -255,7 +280,8 @@ class RunExecution:
                     started_at=started,
                     finished_at=time.time(),
                     detail={"cached": True} if hit else None,
-                )
+                ),
+                new=not written,
             )
             return result
 
@@ -299,6 +325,7 @@ class RunExecution:
         args: dict[str, Any] | None = None,
         started: float | None = None,
         attempt: int | None = None,
+        new: bool = False,
     ) -> None:
         await self.flush_logs()
         await self.record(
@@ -315,7 +342,8 @@ class RunExecution:
                 started_at=started or time.time(),
                 finished_at=time.time(),
                 detail={"final": True, "failures": failures},
-            )
+            ),
+            new=new,
         )
 
     def _next_attempt(self, key: str) -> int:
@@ -349,15 +377,15 @@ class RunExecution:
 
     # ------------------------------------------------------------ store writes
 
-    async def record(self, step: StepRecord) -> None:
-        """Commit a step attempt (durable when this returns)."""
+    async def record(self, step: StepRecord, *, new: bool = False) -> None:
+        """Commit a step attempt (durable when this returns); `new` as in RunStore.record_step."""
         self.latest[step.key] = step
-        await self.store.record_step(step)
+        await self.store.record_step(step, new=new)
 
-    def record_soon(self, step: StepRecord) -> None:
+    def record_soon(self, step: StepRecord, *, new: bool = False) -> None:
         """Queue a step attempt for the next group commit without waiting for it."""
         self.latest[step.key] = step
-        self._in_background(self.store.record_step(step))
+        self._in_background(self.store.record_step(step, new=new))
 
     def log(
         self, key: str, stream: Literal["stdout", "stderr", "display", "system"], text: str
@@ -425,8 +453,14 @@ class FlowEngine:
         trigger: str = "cli",
         actor: str = "",
         parent_run_id: str | None = None,
+        claim: bool = False,
     ) -> RunRecord:
-        """Validate and queue a run of the flow `definition` (YAML or JSON text)."""
+        """Validate and queue a run of the flow `definition` (YAML or JSON text).
+
+        With `claim`, the run is created already claimed by this engine's worker (one
+        commit instead of two) when the flow has no concurrency limit to respect; the
+        caller must then execute it. The returned record's status says which happened.
+        """
         flow = self.parse(definition, path)
         checked = validate_arguments(args, flow.schema_, owner="the flow")
         flow_input = _with_defaults(checked, flow.schema_)
@@ -452,6 +486,11 @@ class FlowEngine:
             parent_run_id=parent_run_id,
             created_at=time.time(),
         )
+        if claim and flow.concurrency is None:
+            now = time.time()
+            run = replace(
+                run, status="running", worker=self.worker, started_at=now, heartbeat_at=now
+            )
         await self.store.create_run(run)
         self._fresh.add(run.id)
         return run

@@ -41,8 +41,12 @@ class RunStore(Protocol):
     async def recover(self, now: float) -> list[str]:
         """Put runs left `running` by a process that died back in the queue; their ids."""
 
-    async def record_step(self, step: StepRecord) -> None:
-        """Insert or replace the attempt (`run_id`, `key`, `attempt`)."""
+    async def record_step(self, step: StepRecord, *, new: bool = False) -> None:
+        """Insert or replace the attempt (`run_id`, `key`, `attempt`).
+
+        `new=True` promises that no row of this attempt exists yet (its first write), so
+        a backend may insert it blindly, which costs DuckDB about half a replace.
+        """
 
     async def steps(self, run_id: str) -> list[StepRecord]:
         """Every attempt of every step of the run, in the order they started."""

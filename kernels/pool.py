@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import shutil
 import tempfile
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass, field
@@ -32,7 +34,10 @@ class PoolConfig:
     """How many kernels to keep warm and how patient to be with them."""
 
     size: int = 2  # warm kernels per environment in use
-    max_size: int = 16  # a set grows up to this when every kernel is busy and runs wait
+    # A set grows up to this when every kernel is busy and runs wait. Each kernel start
+    # costs about a second of CPU, and CPU-bound runs gain nothing past two per core.
+    max_size: int = field(default_factory=lambda: max(4, 2 * (os.cpu_count() or 1)))
+    grow_after_s: float = 0.5  # ...for this long: starting a kernel costs ~1 s of CPU
     start_timeout_s: float = 60.0
     health_interval_s: float = 15.0
     health_timeout_s: float = 5.0
@@ -223,6 +228,7 @@ class KernelPool:
             await self._release(wset, lease)
 
     async def _acquire(self, wset: _WarmSet, timeout: float | None) -> PooledKernel:
+        waiting_since: float | None = None
         async with asyncio.timeout(timeout), wset.changed:
             while True:
                 # Sweep out every dead idle kernel (a non-blocking waitpid each), not just
@@ -235,15 +241,23 @@ class KernelPool:
                     wset.leased.add(kernel)
                     return kernel
                 self._raise_if_failing(wset)
-                # Every kernel is busy: grow by the leases waiting beyond the kernels on
-                # their way. The set keeps its size, since such demand tends to return.
-                shortfall = wset.waiting + 1 - wset.starting
-                if shortfall > 0:
-                    wset.target = min(self.config.max_size, wset.target + shortfall)
+                now = time.monotonic()
+                if waiting_since is None:
+                    waiting_since = now
+                elif now - waiting_since >= self.config.grow_after_s:
+                    # Busy for a while, not a burst that ends in a few ms: grow by the
+                    # leases waiting beyond the kernels on their way. The set keeps its
+                    # size, since such demand tends to return.
+                    shortfall = wset.waiting + 1 - wset.starting
+                    if shortfall > 0:
+                        wset.target = min(self.config.max_size, wset.target + shortfall)
                 self._refill(wset)
                 wset.waiting += 1
                 try:
-                    await wset.changed.wait()
+                    async with asyncio.timeout(self.config.grow_after_s):
+                        await wset.changed.wait()
+                except TimeoutError:
+                    pass
                 finally:
                     wset.waiting -= 1
 

@@ -43,8 +43,7 @@ class Flows:
         return self.portal.run(self._submit_and_wait(path, args or {}))
 
     async def _submit_and_wait(self, path: Path, args: dict[str, Any]) -> Outcome:
-        run = await self.engine.submit(path.read_text(), args, path=str(path))
-        self.dispatcher.wake()
+        run = await self.dispatcher.submit(path.read_text(), args, path=str(path))
         return await self.dispatcher.wait(run.id)
 
     def wait(self, run_id: str) -> Outcome:

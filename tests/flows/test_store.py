@@ -658,3 +658,21 @@ def test_duckdb_itself_holds_when_the_guard_lets_sql_through(
         assert await store.list_runs() == [a_run("r1")]
 
     with_store(tmp_path / "runs.duckdb", body)
+
+
+def test_first_writes_and_transitions_take_the_fast_paths_and_stay_correct(tmp_path: Path) -> None:
+    async def body(store: DuckDbStore) -> list[tuple[int, str]]:
+        await store.record_step(a_step("r1", "a", attempt=1, status="running"), new=True)
+        await store.record_step(a_step("r1", "a", attempt=1, status="success", result=1))  # UPDATE
+        # A broken promise (a row exists) is caught and written carefully, not lost.
+        await store.record_step(a_step("r1", "a", attempt=1, status="failure"), new=True)
+        # Both in one batch: the later write of the attempt wins.
+        await asyncio.gather(
+            store.record_step(a_step("r1", "b", attempt=1, status="running"), new=True),
+            store.record_step(a_step("r1", "b", attempt=1, status="success")),
+        )
+        return [(s.attempt, s.status) for s in await store.steps("r1")]
+
+    assert sorted(with_store(tmp_path / "runs.duckdb", body)) == [(1, "failure"), (1, "success")]
+    reopened = with_store(tmp_path / "runs.duckdb", lambda store: store.steps("r1"))
+    assert {(s.key, s.status) for s in reopened} == {("a", "failure"), ("b", "success")}
