@@ -202,7 +202,9 @@ async def _run_flow(args: argparse.Namespace, definition: str, values: dict[str,
 
     async with Services(_settings(args), pool_size=1, flows=True) as services:
         assert services.engine is not None and services.dispatcher is not None
-        run = await services.dispatcher.submit(definition, values, path=str(args.file), trigger="cli")
+        run = await services.dispatcher.submit(
+            definition, values, path=str(args.file), trigger="cli"
+        )
         print(f"gristmill: run {run.id}", file=sys.stderr)
         return await _follow(services, run.id)
 
