@@ -403,3 +403,95 @@ def test_expression_error_names_step_and_argument(flows):
     assert outcome.run.status == "failure"
     message = outcome.run.error["message"]
     assert "step 'a'" in message and "argument 'x'" in message and "missing" in message
+
+
+def test_script_steps_run_files_next_to_the_flow(flows):
+    flows.write("double.py", "def main(x: int) -> int:\n    return x * 2\n")
+    flows.write("greet.sh", 'who="$1"\necho "hi $who"\n')
+    flows.write("top.sql", "-- $n (int) = 2\nselect range as i from range($n)\n")
+    outcome = flows.run(
+        """
+        steps:
+          - id: d
+            script: double.py
+            args: {x: 21}
+          - id: g
+            script: greet.sh
+            args: {who: "${{ results.d }}"}
+          - id: q
+            script: top.sql
+            args: {n: 3}
+        output: ["${{ results.d }}", "${{ results.g }}", "${{ len(results.q) }}"]
+        """
+    )
+    assert outcome.run.status == "success", outcome.run.error
+    assert outcome.run.result == [42, "hi 42", 3]
+
+
+def test_subflow_runs_inside_the_run_with_its_own_input(flows):
+    flows.write(
+        "child.yaml",
+        """
+schema: {type: object, properties: {n: {type: integer}}, required: [n]}
+steps:
+  - id: sq
+    python: "def main(n): return n * n"
+    args: {n: "${{ flow_input.n }}"}
+output: {square: "${{ results.sq }}"}
+""",
+    )
+    outcome = flows.run(
+        """
+        steps:
+          - id: sub
+            flow: child.yaml
+            args: {n: 7}
+        """
+    )
+    assert outcome.run.status == "success", outcome.run.error
+    assert outcome.run.result == {"square": 49}
+    assert "sub/sq" in {s.key for s in flows.steps(outcome.run.id)}
+
+
+def test_flow_timeout_fails_the_run_and_runs_the_handler(flows):
+    outcome = flows.run(
+        """
+        timeout: 1
+        steps:
+          - id: slow
+            python: "import time\\ndef main(): time.sleep(30)"
+        on_failure:
+          - id: r
+            python: "def main(e): return e['message']"
+            args: {e: "${{ error }}"}
+        """
+    )
+    assert outcome.run.status == "success" and outcome.run.recovered
+    assert "timeout of 1 s" in outcome.run.result
+
+
+def test_concurrency_limit_and_priority_order_the_queue(flows):
+    # Both runs are queued (no room to start at once), then claimed one at a time.
+    flow = """
+        concurrency: {limit: 1, key: "${{ flow_input.tenant }}"}
+        schema: {type: object, properties: {tenant: {type: string}}}
+        steps:
+          - id: nap
+            python: "import time\\ndef main(): time.sleep(0.5); return time.time()"
+    """
+    path = flows.write("limited.yaml", flow)
+
+    async def two_runs() -> list:
+        runs = [
+            await flows.dispatcher.submit(path.read_text(), {"tenant": "acme"}, path=str(path))
+            for _ in range(2)
+        ]
+        return [await flows.dispatcher.wait(r.id) for r in runs]
+
+    first, second = flows.portal.run(two_runs())
+    assert first.run.status == second.run.status == "success"
+    # The second started only after the first had finished: the limit held.
+    steps_second = [
+        s for s in flows.steps(second.run.id) if s.key == "nap" and s.status == "success"
+    ][0]
+    assert steps_second.started_at >= first.run.result - 0.05
