@@ -247,41 +247,19 @@ class RunExecution:
                         new=not written,
                     )
                     raise StepFailed(error) from None
-                await self.record(
-                    StepRecord(
-                        self.run.id,
-                        key,
-                        step.id,
-                        step.kind,
-                        attempt,
-                        "failure",
-                        args=args,
-                        error=error,
-                        started_at=started,
-                        finished_at=time.time(),
-                        detail={"failures": failures},
-                    ),
-                    new=not written,
+                ended = replace(
+                    running, status="failure", args=args, error=error, finished_at=time.time()
                 )
+                await self.record(replace(ended, detail={"failures": failures}), new=not written)
                 assert retry is not None
                 await asyncio.sleep(retry.delay_before(failures + 1))
                 continue
             await self.flush_logs()
+            ended = replace(
+                running, status="success", args=args, result=result, finished_at=time.time()
+            )
             await self.record(
-                StepRecord(
-                    self.run.id,
-                    key,
-                    step.id,
-                    step.kind,
-                    attempt,
-                    "success",
-                    args=args,
-                    result=result,
-                    started_at=started,
-                    finished_at=time.time(),
-                    detail={"cached": True} if hit else None,
-                ),
-                new=not written,
+                replace(ended, detail={"cached": True} if hit else None), new=not written
             )
             return result
 
@@ -713,28 +691,7 @@ class FlowEngine:
 
     async def cancel(self, run_id: str, *, reason: str = "cancelled") -> RunRecord:
         """Cancel a run that is not running in another process (queued or suspended)."""
-        run = await self.store.get_run(run_id)
-        if run is None:
-            raise ApprovalError(f"no run with id {run_id!r}")
-        if run.status in FINISHED:
-            raise ApprovalError(f"run {run_id} has already ended ({run.status})")
-        error = {"message": reason, "name": "Cancelled"}
-        await self.store.update_run(
-            run_id,
-            status="cancelled",
-            error=error,
-            finished_at=time.time(),
-            worker=None,
-            wake_at=None,
-        )
-        for step in _latest_attempts(await self.store.steps(run_id)):
-            if step.status in ("waiting", "running"):
-                await self.store.record_step(
-                    replace(step, status="cancelled", finished_at=time.time())
-                )
-        updated = await self.store.get_run(run_id)
-        assert updated is not None
-        return updated
+        return await cancel_run(self.store, run_id, reason=reason)
 
 
 def _latest_attempts(attempts: list[StepRecord]) -> list[StepRecord]:
@@ -751,3 +708,27 @@ def _with_defaults(args: dict[str, Any], schema: dict[str, Any]) -> dict[str, An
         if name not in filled and isinstance(prop, dict) and "default" in prop:
             filled[name] = prop["default"]
     return filled
+
+
+async def cancel_run(store: RunStore, run_id: str, *, reason: str = "cancelled") -> RunRecord:
+    """Cancel a run that is not running in another process (queued or suspended)."""
+    run = await store.get_run(run_id)
+    if run is None:
+        raise ApprovalError(f"no run with id {run_id!r}")
+    if run.status in FINISHED:
+        raise ApprovalError(f"run {run_id} has already ended ({run.status})")
+    error = {"message": reason, "name": "Cancelled"}
+    await store.update_run(
+        run_id,
+        status="cancelled",
+        error=error,
+        finished_at=time.time(),
+        worker=None,
+        wake_at=None,
+    )
+    for step in _latest_attempts(await store.steps(run_id)):
+        if step.status in ("waiting", "running"):
+            await store.record_step(replace(step, status="cancelled", finished_at=time.time()))
+    updated = await store.get_run(run_id)
+    assert updated is not None
+    return updated

@@ -256,12 +256,11 @@ def cmd_resume(args: argparse.Namespace) -> int:
 def cmd_cancel(args: argparse.Namespace) -> int:
     async def cancel() -> int:
         from flows.duckdb_store import DuckDbStore
-        from flows.engine import FlowEngine
+        from flows.engine import cancel_run
 
         settings = _settings(args)
         async with DuckDbStore(settings.data / "runs.duckdb") as store:
-            engine = FlowEngine(store, None, data_dir=settings.data, key=b"")  # type: ignore[arg-type]
-            run = await engine.cancel(args.run_id, reason="cancelled from the command line")
+            run = await cancel_run(store, args.run_id, reason="cancelled from the command line")
         print(json.dumps({"id": run.id, "status": run.status}))
         return EXIT_OK
 

@@ -491,7 +491,7 @@ def test_concurrency_limit_and_priority_order_the_queue(flows):
     first, second = flows.portal.run(two_runs())
     assert first.run.status == second.run.status == "success"
     # The second started only after the first had finished: the limit held.
-    steps_second = [
+    steps_second = next(
         s for s in flows.steps(second.run.id) if s.key == "nap" and s.status == "success"
-    ][0]
+    )
     assert steps_second.started_at >= first.run.result - 0.05
