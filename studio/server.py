@@ -39,6 +39,9 @@ class _Base(tornado.web.RequestHandler):
             "uptime_s": round(time.monotonic() - self.started, 1),
             "data": str(self.services.settings.data),
             "kernels": self.services.pool.stats(),
+            "flow_runs_in_progress": self.services.dispatcher.busy
+            if self.services.dispatcher
+            else 0,
         }
 
 
@@ -83,7 +86,8 @@ async def serve(settings: Settings) -> int:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    async with Services(settings) as services:
+    # flows=True: the server owns the run store, so interrupted runs resume here.
+    async with Services(settings, flows=True) as services:
         services.pool.warm(services.environments.default())
         sockets = tornado.netutil.bind_sockets(settings.port, address=settings.host)
         port = sockets[0].getsockname()[1]  # the real one when --port 0 asked for any free port

@@ -145,3 +145,13 @@ def test_sql_script_runs_with_typed_arguments(tmp_path, data):
     done = gristmill("run", script, "-a", "n=2", data=data)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == [{"i": 0, "sq": 0}, {"i": 1, "sq": 1}]
+
+
+def test_every_example_flow_loads_and_benchmark_flows_match_the_benchmark():
+    from benchmarks.flows import THREE_STEPS, chain
+    from flows.spec import load_flow_file
+
+    for path in sorted(FLOWS.glob("*.yaml")):
+        assert load_flow_file(path).steps, path
+    assert (FLOWS / "bench_light40.yaml").read_text().endswith(chain(40, 10))
+    assert (FLOWS / "bench_three_steps.yaml").read_text().endswith(THREE_STEPS)

@@ -42,6 +42,8 @@ def test_serve_answers_and_stops_cleanly_on_sigterm(tmp_path):
             what="a warm kernel",
         )
         assert health()["data"] == str(data)
+        assert health()["flow_runs_in_progress"] == 0
+        assert (data / "runs.duckdb").exists()  # the server owns the run store
         with urllib.request.urlopen(f"{base}/", timeout=5) as response:
             page = response.read().decode()
         assert "Gristmill is running" in page and "default" in page
