@@ -103,9 +103,11 @@ class FrameWriter(io.TextIOBase):
             self._channel.send({"t": "stream", "name": self._name, "text": text})
 
 
-def run_connection(conn: socket.socket) -> None:
+def run_connection(conn: socket.socket, relay: FdRelay | None = None) -> None:
     """Serve the one job that arrives on `conn`; never raises."""
     channel = Channel(conn)
+    relay = relay or FdRelay()
+    relay.attach(channel)
     try:
         job = framing.recv_frame(conn)
     except (OSError, framing.FrameError):
@@ -117,16 +119,15 @@ def run_connection(conn: socket.socket) -> None:
         return
     channel.send({"t": "started", "pid": os.getpid()})
     try:
-        final = _run_job(job, channel)
+        final = _run_job(job, channel, relay)
     except BaseException as exc:  # the last line of defence: report, never hang the host
         final = _error_frame("system", exc)
     with contextlib.suppress(OSError):
         channel.send(final)
 
 
-def _run_job(job: dict[str, Any], channel: Channel) -> dict[str, Any]:
+def _run_job(job: dict[str, Any], channel: Channel, relay: FdRelay) -> dict[str, Any]:
     _prepare_process(job)
-    relays = _capture_fds(channel)
     sys.stdout = FrameWriter(channel, "stdout")
     sys.stderr = FrameWriter(channel, "stderr")
     _install_display(channel)
@@ -139,7 +140,7 @@ def _run_job(job: dict[str, Any], channel: Channel) -> dict[str, Any]:
     finally:
         sys.stdout.flush()
         sys.stderr.flush()
-        relays.close()
+        relay.close()
 
 
 def _prepare_process(job: dict[str, Any]) -> None:
@@ -168,45 +169,54 @@ def _on_cpu_limit(signum: int, frame: types.FrameType | None) -> None:
     raise CpuLimitExceeded("the run used up its CPU time limit")
 
 
-class _FdRelays:
-    """Send what reaches file descriptors 1 and 2 (subprocesses, C code) as frames."""
+class FdRelay:
+    """Sends what reaches file descriptors 1 and 2 (subprocesses, C code) as frames.
 
-    def __init__(self, channel: Channel) -> None:
-        self._threads: list[threading.Thread] = []
-        self._saved: list[int] = []
+    Made while the run process still waits for its job (`zygote.py`), so its pipes and
+    its one thread cost the run nothing; `attach` gives it the job's channel.
+    """
+
+    def __init__(self) -> None:
+        self._channel: Channel | None = None
+        self._attached = threading.Event()
+        self._ends: dict[int, str] = {}
         for fd, name in ((1, "stdout"), (2, "stderr")):
             read_end, write_end = os.pipe()
-            self._saved.append(fd)
             os.dup2(write_end, fd)
             os.close(write_end)
-            thread = threading.Thread(
-                target=self._relay, args=(read_end, name, channel), daemon=True
-            )
-            thread.start()
-            self._threads.append(thread)
+            self._ends[read_end] = name
+        self._thread = threading.Thread(target=self._relay, daemon=True)
+        self._thread.start()
 
-    @staticmethod
-    def _relay(read_end: int, name: str, channel: Channel) -> None:
-        with os.fdopen(read_end, "rb", buffering=0) as pipe:
-            while chunk := pipe.read(65536):
-                try:
-                    channel.send(
-                        {"t": "stream", "name": name, "text": chunk.decode("utf-8", "replace")}
-                    )
-                except OSError:
-                    return
+    def attach(self, channel: Channel) -> None:
+        self._channel = channel
+        self._attached.set()
+
+    def _relay(self) -> None:
+        with selectors.DefaultSelector() as selector:
+            for read_end, name in self._ends.items():
+                selector.register(read_end, selectors.EVENT_READ, name)
+            while selector.get_map():
+                for key, _ in selector.select():
+                    chunk = os.read(key.fd, 65536)
+                    if not chunk:
+                        selector.unregister(key.fd)
+                        os.close(key.fd)
+                        continue
+                    self._attached.wait()
+                    with contextlib.suppress(OSError):
+                        assert self._channel is not None
+                        text = chunk.decode("utf-8", "replace")
+                        self._channel.send({"t": "stream", "name": key.data, "text": text})
 
     def close(self) -> None:
+        """Stop capturing and wait until everything written so far has been sent."""
         devnull = os.open(os.devnull, os.O_WRONLY)
-        for fd in self._saved:
-            os.dup2(devnull, fd)  # closes our pipe's last write end: the relay sees EOF
+        for fd in (1, 2):
+            os.dup2(devnull, fd)  # drops our pipes' last write ends: the relay sees EOF
         os.close(devnull)
-        for thread in self._threads:
-            thread.join(timeout=2)
-
-
-def _capture_fds(channel: Channel) -> _FdRelays:
-    return _FdRelays(channel)
+        self._attached.set()
+        self._thread.join(timeout=2)
 
 
 def _install_display(channel: Channel) -> None:
