@@ -22,7 +22,7 @@ from kernels.messages import RunContext, RunEvent, RunLimits, RunResult, StreamE
 from kernels.scripts import Script
 
 if TYPE_CHECKING:
-    from flows.engine import RunExecution
+    from flows.execution import RunExecution
 
 # A `while: true` loop with neither `max_iterations` nor a `stop_after_if` that ever
 # holds stops here, with an error rather than forever.
@@ -142,18 +142,18 @@ async def run_subflow(
     ex: RunExecution, step: StepSpec, scope: Scope, key: str, args: dict[str, Any]
 ) -> Any:
     assert step.flow is not None
-    from flows.engine import _StopBody, _with_defaults
+    from flows.execution import StopBody, with_defaults
     from flows.expressions import render
     from kernels.arguments import validate_arguments
 
     sub = load_flow_file(ex.base_dir / step.flow)
-    flow_input = _with_defaults(
+    flow_input = with_defaults(
         validate_arguments(args, sub.schema_, owner=f"subflow {step.flow}"), sub.schema_
     )
     sub_scope = Scope(flow_input=flow_input)
     try:
         result = await ex.run_body(list(sub.steps), sub_scope, f"{key}/")
-    except _StopBody as stop:
+    except StopBody as stop:
         result = stop.result
     if sub.output is not None:
         result = render(sub.output, sub_scope.names(), step=step.id, argument="output")
@@ -163,7 +163,7 @@ async def run_subflow(
 async def run_for_each(
     ex: RunExecution, step: StepSpec, scope: Scope, key: str, args: dict[str, Any]
 ) -> Any:
-    from flows.engine import _StopBody
+    from flows.execution import StopBody
 
     items = ex.evaluate(step.for_each, scope, step, "for_each")
     if not isinstance(items, list):
@@ -178,7 +178,7 @@ async def run_for_each(
         body_scope = scope.nested(iter={"value": item, "index": index})
         try:
             results[index] = await ex.run_body(list(step.steps), body_scope, f"{key}/{index}/")
-        except _StopBody as stop:
+        except StopBody as stop:
             results[index] = stop.result
             stopped.set()
         except StepFailed as failure:
@@ -205,7 +205,7 @@ async def run_for_each(
 async def run_while(
     ex: RunExecution, step: StepSpec, scope: Scope, key: str, args: dict[str, Any]
 ) -> Any:
-    from flows.engine import _StopBody
+    from flows.execution import StopBody
 
     results: list[Any] = []
     limit = step.max_iterations or WHILE_LIMIT
@@ -226,7 +226,7 @@ async def run_while(
             )
         try:
             results.append(await ex.run_body(list(step.steps), body_scope, f"{key}/{index}/"))
-        except _StopBody as stop:
+        except StopBody as stop:
             results.append(stop.result)
             return results
         index += 1
@@ -285,12 +285,12 @@ async def _all(coroutines: Iterable[Coroutine[Any, Any, None]]) -> None:
 
 
 async def _branch_body(ex: RunExecution, steps: list[StepSpec], scope: Scope, prefix: str) -> Any:
-    from flows.engine import _StopBody
+    from flows.execution import StopBody
 
     body_scope = scope.nested()
     try:
         result = await ex.run_body(steps, body_scope, prefix)
-    except _StopBody as stop:
+    except StopBody as stop:
         result = stop.result
     # Steps inside a branch are visible to the steps after the branch, by their ids.
     scope.results.update(body_scope.results.maps[0])
