@@ -242,28 +242,17 @@ class FlowEngine:
         recovered: bool = False,
     ) -> Outcome:
         await execution.settle()
-        finished = time.time()
-        await self.store.update_run(
-            execution.run.id,
-            status=status,
-            result=result,
-            error=error,
-            recovered=recovered,
-            finished_at=finished,
-            worker=None,
-            wake_at=None,
-        )
-        run = replace(
-            execution.run,
-            status=status,
-            result=result,
-            error=error,
-            recovered=recovered,
-            finished_at=finished,
-            worker=None,
-            wake_at=None,
-        )
-        return Outcome(run)
+        fields: dict[str, Any] = {
+            "status": status,
+            "result": result,
+            "error": error,
+            "recovered": recovered,
+            "finished_at": time.time(),
+            "worker": None,
+            "wake_at": None,
+        }
+        await self.store.update_run(execution.run.id, **fields)
+        return Outcome(replace(execution.run, **fields))
 
     # ------------------------------------------------------------ approvals
 

@@ -101,36 +101,12 @@ class RunExecution:
                 return latest.result
             raise StepFailed(latest.error or {"message": "failed"})
         if step.skip_if and self.evaluate(step.skip_if, scope, step, "skip_if"):
-            await self.record(
-                StepRecord(
-                    self.run.id,
-                    key,
-                    step.id,
-                    step.kind,
-                    self._next_attempt(key),
-                    "skipped",
-                    started_at=time.time(),
-                    finished_at=time.time(),
-                )
-            )
+            await self._instant(step, key, "skipped")
             return None
         if step.kind in WAITING_KINDS:
             return await WAITING_KINDS[step.kind](self, step, scope, key)
         if step.mock is not None and step.mock.enabled:
-            await self.record(
-                StepRecord(
-                    self.run.id,
-                    key,
-                    step.id,
-                    step.kind,
-                    self._next_attempt(key),
-                    "success",
-                    result=step.mock.value,
-                    started_at=time.time(),
-                    finished_at=time.time(),
-                    detail={"mock": True},
-                )
-            )
+            await self._instant(step, key, "success", result=step.mock.value, detail={"mock": True})
             return step.mock.value
         try:
             return await self._attempts(step, scope, key)
@@ -138,6 +114,15 @@ class RunExecution:
             if step.continue_on_error:
                 return {"error": failure.error}
             raise
+
+    async def _instant(self, step: StepSpec, key: str, status: Any, **fields: Any) -> None:
+        """Commit a step that ends as it starts (skipped, mocked)."""
+        now = time.time()
+        attempt = self._next_attempt(key)
+        record = StepRecord(
+            self.run.id, key, step.id, step.kind, attempt, status, started_at=now, finished_at=now
+        )
+        await self.record(replace(record, **fields), new=True)
 
     async def _attempts(self, step: StepSpec, scope: Scope, key: str) -> Any:
         retry = step.retry
