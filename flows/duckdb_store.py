@@ -26,25 +26,34 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import dataclasses
 import datetime as dt
 import decimal
 import json
 import math
-import operator
 import queue
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Generic, Self, TypeVar
+from typing import Any, Self, TypeVar
 
 import duckdb
 
+from flows.duckdb_tables import (
+    CLAIM,
+    LOGS,
+    RUN_FIELDS,
+    RUNS,
+    STEPS,
+    Txn,
+    dumps,
+    quote,
+    sql_type,
+)
 from flows.errors import FlowError, StoreError
 from flows.records import LogRecord, RunRecord, StepRecord
 
@@ -60,69 +69,6 @@ _CONNECT_CONFIG = {
     "autoload_known_extensions": False,
     "python_enable_replacements": False,
 }
-# Built once: json.dumps with options builds an encoder per call. Encoders keep no
-# state between calls. NaN and infinity are refused: they are not JSON.
-# Up to this many rows a plain parameterised statement is cheaper than one bulk statement.
-_SMALL_BATCH = 8
-# Attempt keys remembered for the UPDATE path; past this the memory is simply reset.
-_KNOWN_ATTEMPTS = 100_000
-
-_ENCODE = json.JSONEncoder(allow_nan=False, separators=(",", ":")).encode
-
-
-def _quote(name: str) -> str:
-    """An identifier for SQL (`at` is a reserved word in DuckDB)."""
-    return '"' + name.replace('"', '""') + '"'
-
-
-@dataclass(frozen=True)
-class _Table(Generic[R]):
-    """How a record type maps onto its table: one column per field, same names."""
-
-    name: str
-    record: Callable[..., R]
-    fields: tuple[str, ...]
-    json_fields: frozenset[str]
-    columns: str  # the quoted field names, for SELECT and INSERT lists
-    values: Callable[[Any], tuple[Any, ...]]  # record -> field values (attrgetter, in C)
-
-    def row(self, record: R, what: str) -> list[Any]:
-        """The record's column values, JSON fields as text. Called by the caller, so a
-        value that is not JSON fails that call, not the batch it would have joined."""
-        row = list(self.values(record))
-        for i, name in enumerate(self.fields):
-            if name in self.json_fields:
-                row[i] = _dumps(row[i], what, name)
-        return row
-
-    def column_arrays(self, records: Sequence[R], what: str) -> list[str]:
-        """Bulk parameters: each field's values as one JSON array (one encoder call per
-        column instead of one per value: the bulk path's main cost)."""
-        if not records:
-            return []
-        columns = zip(*map(self.values, records), strict=True)
-        return [_dumps_column(list(c), what, f) for c, f in zip(columns, self.fields, strict=True)]
-
-    def load(self, row: Sequence[Any]) -> R:
-        return self.record(
-            *(
-                json.loads(v) if v is not None and f in self.json_fields else v
-                for f, v in zip(self.fields, row, strict=True)
-            )
-        )
-
-
-def _table(name: str, record: type[R]) -> _Table[R]:
-    fields = tuple(f.name for f in dataclasses.fields(record))  # type: ignore[arg-type]
-    json_fields = frozenset(fields) & {"args", "result", "error", "detail"}
-    columns = ", ".join(_quote(f) for f in fields)
-    return _Table(name, record, fields, json_fields, columns, operator.attrgetter(*fields))
-
-
-_RUNS = _table("runs", RunRecord)
-_STEPS = _table("steps", StepRecord)
-_LOGS = _table("logs", LogRecord)
-_RUN_FIELDS = frozenset(_RUNS.fields) - {"id"}
 
 
 class DuckDbStore:
@@ -196,28 +142,28 @@ class DuckDbStore:
     async def create_run(self, run: RunRecord) -> None:
         """Insert a new run (normally `queued`); an existing id is a `StoreError`."""
         what = f"create_run {run.id!r}"
-        row = _RUNS.row(run, what)
+        row = RUNS.row(run, what)
         await self._submit(what, lambda txn: txn.insert_run(row))
 
     async def update_run(self, run_id: str, **fields: Any) -> None:
         """Change fields of a run (none: nothing to do; an unknown name: `StoreError`)."""
         what = f"update_run {run_id!r}"
-        if unknown := sorted(set(fields) - _RUN_FIELDS):
+        if unknown := sorted(set(fields) - RUN_FIELDS):
             raise StoreError(
                 f"{what}: a run has no field {', '.join(unknown)}; "
-                f"its fields are {', '.join(_RUNS.fields[1:])}"
+                f"its fields are {', '.join(RUNS.fields[1:])}"
             )
-        values = {f: _dumps(v, what, f) if f in _RUNS.json_fields else v for f, v in fields.items()}
+        values = {f: dumps(v, what, f) if f in RUNS.json_fields else v for f, v in fields.items()}
         if values:
             await self._submit(what, lambda txn: txn.update_run(run_id, values))
 
     async def get_run(self, run_id: str) -> RunRecord | None:
         """The run, or None."""
 
-        def get(txn: _Txn) -> RunRecord | None:
-            sql = f"SELECT {_RUNS.columns} FROM runs WHERE id = ?"
+        def get(txn: Txn) -> RunRecord | None:
+            sql = f"SELECT {RUNS.columns} FROM runs WHERE id = ?"
             row = txn.read("runs").execute(sql, [run_id]).fetchone()
-            return None if row is None else _RUNS.load(row)
+            return None if row is None else RUNS.load(row)
 
         return await self._submit(f"get_run {run_id!r}", get)
 
@@ -226,13 +172,13 @@ class DuckDbStore:
     ) -> list[RunRecord]:
         """Runs, newest first (ties by id, so pages are stable), optionally of one status."""
 
-        def list_(txn: _Txn) -> list[RunRecord]:
+        def list_(txn: Txn) -> list[RunRecord]:
             sql = (
-                f"SELECT {_RUNS.columns} FROM runs WHERE ?::VARCHAR IS NULL OR status = ? "
+                f"SELECT {RUNS.columns} FROM runs WHERE ?::VARCHAR IS NULL OR status = ? "
                 "ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?"
             )
             rows = txn.read("runs").execute(sql, [status, status, limit, offset]).fetchall()
-            return [_RUNS.load(row) for row in rows]
+            return [RUNS.load(row) for row in rows]
 
         return await self._submit("list_runs", list_)
 
@@ -246,9 +192,9 @@ class DuckDbStore:
         one statement, and the writer thread runs one operation at a time.
         """
 
-        def claim(txn: _Txn) -> RunRecord | None:
-            row = txn.read("runs").execute(_CLAIM, [worker, now, now, now]).fetchone()
-            return None if row is None else _RUNS.load(row)
+        def claim(txn: Txn) -> RunRecord | None:
+            row = txn.read("runs").execute(CLAIM, [worker, now, now, now]).fetchone()
+            return None if row is None else RUNS.load(row)
 
         return await self._submit(f"claim for {worker!r}", claim)
 
@@ -260,7 +206,7 @@ class DuckDbStore:
         to backends that judge by heartbeat; here every running run is orphaned.
         """
 
-        def recover(txn: _Txn) -> list[str]:
+        def recover(txn: Txn) -> list[str]:
             sql = "UPDATE runs SET status = 'queued', worker = NULL WHERE status = 'running' RETURNING id"
             return sorted(row[0] for row in txn.read("runs").execute(sql).fetchall())
 
@@ -271,44 +217,44 @@ class DuckDbStore:
     async def record_step(self, step: StepRecord, *, new: bool = False) -> None:
         """Insert or replace the attempt (`run_id`, `key`, `attempt`); `new`: its first write."""
         what = f"record_step {step.run_id!r} {step.key!r} attempt {step.attempt}"
-        row = _STEPS.row(step, what)
+        row = STEPS.row(step, what)
         await self._submit(what, lambda txn: txn.put_step(row, new=new))
 
     async def steps(self, run_id: str) -> list[StepRecord]:
         """Every attempt of every step of the run, in the order they started."""
 
-        def steps(txn: _Txn) -> list[StepRecord]:
-            sql = f"SELECT {_STEPS.columns} FROM steps WHERE run_id = ? ORDER BY started_at, attempt, key"
-            return [_STEPS.load(row) for row in txn.read("steps").execute(sql, [run_id]).fetchall()]
+        def steps(txn: Txn) -> list[StepRecord]:
+            sql = f"SELECT {STEPS.columns} FROM steps WHERE run_id = ? ORDER BY started_at, attempt, key"
+            return [STEPS.load(row) for row in txn.read("steps").execute(sql, [run_id]).fetchall()]
 
         return await self._submit(f"steps {run_id!r}", steps)
 
     async def append_logs(self, logs: list[LogRecord]) -> None:
         """Append log pieces (their `seq` is the caller's)."""
-        rows = [_LOGS.row(log, "append_logs") for log in logs]
+        rows = [LOGS.row(log, "append_logs") for log in logs]
         if rows:
             await self._submit("append_logs", lambda txn: txn.add_logs(rows))
 
     async def logs(self, run_id: str, offset: int = 0) -> list[LogRecord]:
         """Log pieces of a run with `seq >= offset`, in order."""
 
-        def logs(txn: _Txn) -> list[LogRecord]:
-            sql = f"SELECT {_LOGS.columns} FROM logs WHERE run_id = ? AND seq >= ? ORDER BY seq"
+        def logs(txn: Txn) -> list[LogRecord]:
+            sql = f"SELECT {LOGS.columns} FROM logs WHERE run_id = ? AND seq >= ? ORDER BY seq"
             rows = txn.read("logs").execute(sql, [run_id, offset]).fetchall()
-            return [_LOGS.load(row) for row in rows]
+            return [LOGS.load(row) for row in rows]
 
         return await self._submit(f"logs {run_id!r}", logs)
 
     async def write_many(self, runs: list[RunRecord], steps: list[StepRecord]) -> None:
         """Insert or replace many runs and step attempts in one transaction (imports,
         benchmarks). Unlike `create_run`, an existing run id is overwritten."""
-        run_columns = _RUNS.column_arrays(runs, "write_many")
-        step_columns = _STEPS.column_arrays(steps, "write_many")
+        run_columns = RUNS.column_arrays(runs, "write_many")
+        step_columns = STEPS.column_arrays(steps, "write_many")
 
-        def write(txn: _Txn) -> None:
+        def write(txn: Txn) -> None:
             txn.flush("runs", "steps")
-            txn.bulk(_RUNS, run_columns, replace=True)
-            txn.bulk(_STEPS, step_columns, replace=True)
+            txn.bulk(RUNS, run_columns, replace=True)
+            txn.bulk(STEPS, step_columns, replace=True)
 
         await self._submit(f"write_many ({len(runs)} runs, {len(steps)} steps)", write)
 
@@ -317,7 +263,7 @@ class DuckDbStore:
     async def use_token(self, token_id: str, now: float) -> bool:
         """Mark a single-use token used; False when it was used before."""
 
-        def use(txn: _Txn) -> bool:
+        def use(txn: Txn) -> bool:
             sql = "INSERT INTO tokens_used VALUES (?, ?) ON CONFLICT DO NOTHING RETURNING 1"
             return txn.con.execute(sql, [token_id, now]).fetchone() is not None
 
@@ -326,7 +272,7 @@ class DuckDbStore:
     async def cache_get(self, key: str, now: float) -> tuple[bool, Any]:
         """(True, value) for a cached result with `expires_at > now`, else (False, None)."""
 
-        def get(txn: _Txn) -> tuple[bool, Any]:
+        def get(txn: Txn) -> tuple[bool, Any]:
             sql = "SELECT value FROM step_cache WHERE key = ? AND expires_at > ?"
             row = txn.con.execute(sql, [key, now]).fetchone()
             return (False, None) if row is None else (True, json.loads(row[0]))
@@ -336,9 +282,9 @@ class DuckDbStore:
     async def cache_put(self, key: str, value: Any, expires_at: float) -> None:
         """Cache a step result until `expires_at`, replacing any entry for `key`."""
         what = f"cache_put {key!r}"
-        text = "null" if value is None else _dumps(value, what, "value")  # None is a hit too
+        text = "null" if value is None else dumps(value, what, "value")  # None is a hit too
 
-        def put(txn: _Txn) -> None:
+        def put(txn: Txn) -> None:
             sql = "INSERT OR REPLACE INTO step_cache VALUES (?, ?, ?)"
             txn.con.execute(sql, [key, text, expires_at])
 
@@ -364,7 +310,7 @@ class DuckDbStore:
 
     # ------------------------------------------------------------------ the writer thread
 
-    async def _submit(self, what: str, run: Callable[[_Txn], T], *, read_only: bool = False) -> T:
+    async def _submit(self, what: str, run: Callable[[Txn], T], *, read_only: bool = False) -> T:
         if self._thread is None:
             raise StoreError(f"the run store {self.path} is not open: use `async with`")
         loop = asyncio.get_running_loop()
@@ -422,7 +368,7 @@ class DuckDbStore:
             if first[0] is None or not isinstance(first[0].__cause__, duckdb.Error):
                 return [first]
             return [self._alone(con, ops[0])]  # perhaps a blind insert met a row: carefully
-        txn = _Txn(con, self._known_attempts)
+        txn = Txn(con, self._known_attempts)
         try:
             con.execute("BEGIN TRANSACTION")
             results = [op.run(txn) for op in ops]
@@ -437,7 +383,7 @@ class DuckDbStore:
     def _alone(
         self, con: duckdb.DuckDBPyConnection, op: _Op, *, careful: bool = True
     ) -> tuple[BaseException | None, Any]:
-        txn = _Txn(con, self._known_attempts, careful=careful)
+        txn = Txn(con, self._known_attempts, careful=careful)
         try:
             con.execute("BEGIN TRANSACTION READ ONLY" if op.read_only else "BEGIN TRANSACTION")
             result = op.run(txn)
@@ -460,219 +406,10 @@ class _Op:
     """One queued call: `run` does its work inside the writer's transaction."""
 
     what: str  # names the call in error messages: "create_run 'r1'"
-    run: Callable[[_Txn], Any]
+    run: Callable[[Txn], Any]
     future: asyncio.Future[Any]
     loop: asyncio.AbstractEventLoop
     read_only: bool  # user SQL: alone, READ ONLY, after the batch commits
-
-
-class _Txn:
-    """The writer's view of one transaction: pending writes merged per table.
-
-    They reach DuckDB as one statement per table when the transaction ends or when an
-    operation reads that table (`read`): a DuckDB statement costs about what a commit
-    does, so merging is what makes batches cheap.
-    """
-
-    def __init__(
-        self,
-        con: duckdb.DuckDBPyConnection,
-        known_attempts: set[tuple[str, str, int]],
-        *,
-        careful: bool = False,
-    ) -> None:
-        self.con = con
-        self.known_attempts = known_attempts
-        self.careful = careful  # no blind inserts: this is the retry of a failed batch
-        self.blind: set[tuple[str, str, int]] = set()  # first writes, see put_step
-        self.new_runs: dict[str, list[Any]] = {}
-        self.run_updates: dict[str, dict[str, Any]] = {}
-        self.new_steps: dict[tuple[str, str, int], list[Any]] = {}
-        self.new_logs: list[list[Any]] = []
-
-    def insert_run(self, row: list[Any]) -> None:
-        if row[0] in self.new_runs or row[0] in self.run_updates:
-            self.flush("runs")  # keep call order: this insert comes after those writes
-        self.new_runs[row[0]] = list(row)  # a copy: later updates merge into it
-
-    def update_run(self, run_id: str, values: dict[str, Any]) -> None:
-        if (pending := self.new_runs.get(run_id)) is not None:
-            for name, value in values.items():
-                pending[_RUNS.fields.index(name)] = value
-        else:
-            self.run_updates.setdefault(run_id, {}).update(values)
-
-    def put_step(self, row: list[Any], *, new: bool = False) -> None:
-        key = (row[0], row[1], row[4])
-        if key in self.new_steps:
-            new = new and key in self.blind  # merged with an earlier write of this batch
-        self.new_steps[key] = row  # the last write of an attempt wins
-        if new:
-            self.blind.add(key)
-        else:
-            self.blind.discard(key)
-
-    def _updated_step(self, key: tuple[str, str, int], row: list[Any]) -> bool:
-        """UPDATE an attempt written before; False when the row is not there after all
-        (its batch was rolled back), so it gets inserted."""
-        if key not in self.known_attempts or len(self.new_steps) > _SMALL_BATCH:
-            return False
-        # The key columns stay out of SET: DuckDB turns an update of an indexed column
-        # into a delete and an insert.
-        columns = [i for i, f in enumerate(_STEPS.fields) if f not in ("run_id", "key", "attempt")]
-        sets = ", ".join(f"{_quote(_STEPS.fields[i])} = ?" for i in columns)
-        where = "run_id = ? AND key = ? AND attempt = ?"
-        values = [row[i] for i in columns]
-        result = self.con.execute(
-            f"UPDATE steps SET {sets} WHERE {where}", [*values, *key]
-        ).fetchone()
-        return bool(result and result[0])
-
-    def add_logs(self, rows: list[list[Any]]) -> None:
-        self.new_logs.extend(rows)
-
-    def read(self, table: str) -> duckdb.DuckDBPyConnection:
-        """The connection, once the pending writes to `table` are in."""
-        self.flush(table)
-        return self.con
-
-    def flush(self, *tables: str) -> None:
-        """Write what is pending for `tables` (all of them when none are named)."""
-        every = not tables
-        if (every or "runs" in tables) and (self.new_runs or self.run_updates):
-            self.bulk_rows(_RUNS, list(self.new_runs.values()), replace=False)
-            self._update_runs()
-            self.new_runs, self.run_updates = {}, {}
-        if (every or "steps" in tables) and self.new_steps:
-            pending = [(k, r) for k, r in self.new_steps.items() if not self._updated_step(k, r)]
-            # A first write (the caller's promise, RunStore.record_step) is a plain INSERT,
-            # about half the cost of INSERT OR REPLACE; should a row exist after all, the
-            # batch fails and is retried call by call, carefully.
-            blind = set() if self.careful else self.blind
-            self.bulk_rows(_STEPS, [r for k, r in pending if k in blind], replace=False)
-            self.bulk_rows(_STEPS, [r for k, r in pending if k not in blind], replace=True)
-            if len(self.known_attempts) > _KNOWN_ATTEMPTS:
-                self.known_attempts.clear()
-            self.known_attempts.update(self.new_steps)
-            self.new_steps, self.blind = {}, set()
-        if (every or "logs" in tables) and self.new_logs:
-            self.bulk_rows(_LOGS, self.new_logs, replace=False)
-            self.new_logs = []
-
-    def bulk_rows(self, table: _Table[Any], rows: list[list[Any]], *, replace: bool) -> None:
-        if 0 < len(rows) <= _SMALL_BATCH:
-            # A few rows: plain VALUES. Planning the JSON-unnest statement costs several
-            # milliseconds, which only pays off for large batches.
-            verb = "INSERT OR REPLACE" if replace else "INSERT"
-            marks = ", ".join("?" for _ in table.fields)
-            self.con.executemany(
-                f"{verb} INTO {table.name} ({table.columns}) VALUES ({marks})", rows
-            )
-            return
-        if rows:
-            columns = [
-                _json_array(list(c)) if name in table.json_fields else _ENCODE(list(c))
-                for c, name in zip(zip(*rows, strict=True), table.fields, strict=True)
-            ]
-            self.bulk(table, columns, replace=replace)
-
-    def bulk(self, table: _Table[Any], columns: list[str], *, replace: bool) -> None:
-        """Insert with one statement, each column one JSON array parameter. Without
-        Arrow, this is the fast way in: Python encodes a column in one call and DuckDB
-        parses it faster than it converts list parameters value by value."""
-        if columns:
-            verb = "INSERT OR REPLACE" if replace else "INSERT"
-            sql = f"{verb} INTO {table.name} ({table.columns}) SELECT {_unnest(table.fields)}"
-            self.con.execute(sql, columns)
-
-    def _update_runs(self) -> None:
-        if len(self.run_updates) <= _SMALL_BATCH:  # values are already JSON text where needed
-            for run_id, values in self.run_updates.items():
-                sets = ", ".join(f"{_quote(n)} = ?" for n in values)
-                self.con.execute(f"UPDATE runs SET {sets} WHERE id = ?", [*values.values(), run_id])
-            return
-        # One UPDATE ... FROM per set of changed fields; a run appears once per set.
-        groups: dict[tuple[str, ...], list[tuple[str, dict[str, Any]]]] = {}
-        for run_id, values in self.run_updates.items():
-            groups.setdefault(tuple(sorted(values)), []).append((run_id, values))
-        for names, updates in groups.items():
-            params = [_ENCODE([run_id for run_id, _ in updates])]
-            for name in names:
-                column = [values[name] for _, values in updates]
-                params.append(_json_array(column) if name in _RUNS.json_fields else _ENCODE(column))
-            sets = ", ".join(f"{_quote(n)} = u.{_quote(n)}" for n in names)
-            self.con.execute(
-                f"UPDATE runs SET {sets} FROM (SELECT {_unnest(('id', *names))}) AS u "
-                "WHERE runs.id = u.id",
-                params,
-            )
-
-
-# The next runnable run, marked running by the same statement. The running runs of each
-# concurrency key are counted once (`busy`), not once per candidate.
-_CLAIM = f"""
-UPDATE runs SET status = 'running', worker = ?, heartbeat_at = ?, started_at = coalesce(started_at, ?)
-WHERE id = (
-    WITH busy AS (
-        SELECT concurrency_key, count(*) AS n FROM runs
-        WHERE status = 'running' AND concurrency_key IS NOT NULL GROUP BY concurrency_key
-    )
-    SELECT r.id FROM runs AS r LEFT JOIN busy AS b ON b.concurrency_key = r.concurrency_key
-    WHERE (r.status = 'queued' OR (r.status = 'suspended' AND r.wake_at <= ?))
-      AND (r.concurrency_key IS NULL OR r.concurrency_limit IS NULL
-           OR coalesce(b.n, 0) < r.concurrency_limit)
-    ORDER BY r.priority DESC, r.created_at ASC, r.id ASC
-    LIMIT 1
-)
-RETURNING {_RUNS.columns}
-"""
-
-# Column types the bulk statements cast to; `_check_columns` holds the tables to them.
-_SQL_TYPES = {
-    "attempt": "INTEGER",
-    "priority": "INTEGER",
-    "concurrency_limit": "INTEGER",
-    "seq": "BIGINT",
-    "recovered": "BOOLEAN",
-    **dict.fromkeys(("args", "result", "error", "detail"), "JSON"),
-}
-
-
-def _sql_type(name: str) -> str:
-    default = "DOUBLE" if name == "at" or name.endswith("_at") else "VARCHAR"
-    return _SQL_TYPES.get(name, default)
-
-
-def _unnest(names: Iterable[str]) -> str:
-    """Columns from JSON array parameters. JSON nulls become SQL NULL, and numbers keep
-    their digits, so a JSON column reads back exactly what was written."""
-    return ", ".join(f"unnest(?::JSON::{_sql_type(n)}[]) AS {_quote(n)}" for n in names)
-
-
-def _json_array(texts: list[str | None]) -> str:
-    return "[" + ",".join("null" if t is None else t for t in texts) + "]"
-
-
-def _dumps_column(values: list[Any], what: str, name: str) -> str:
-    try:
-        return _ENCODE(values)
-    except (TypeError, ValueError):
-        for value in values:  # name the culprit
-            _dumps(value, what, name)
-        raise
-
-
-def _dumps(value: Any, what: str, name: str) -> str | None:
-    """JSON text for a JSON column; None stays SQL NULL."""
-    if value is None:
-        return None
-    try:
-        return _ENCODE(value)
-    except (TypeError, ValueError) as exc:
-        raise StoreError(
-            f"{what}: {name} is not JSON ({exc}); store dicts, lists, strings, finite "
-            "numbers, booleans or None"
-        ) from exc
 
 
 # ---------------------------------------------------------------------- opening
@@ -754,10 +491,10 @@ def _migrate(con: duckdb.DuckDBPyConnection, path: Path) -> None:
 def _check_columns(con: duckdb.DuckDBPyConnection, path: Path) -> None:
     """Every record field needs a column of the type bulk statements cast to: a field
     added to a record without a migration is caught at open, not at the first write."""
-    for table in (_RUNS, _STEPS, _LOGS):
+    for table in (RUNS, STEPS, LOGS):
         sql = "SELECT column_name, data_type FROM duckdb_columns() WHERE table_name = ?"
         found = dict(con.execute(sql, [table.name]).fetchall())
-        if wrong := [f"{f} {_sql_type(f)}" for f in table.fields if found.get(f) != _sql_type(f)]:
+        if wrong := [f"{f} {sql_type(f)}" for f in table.fields if found.get(f) != sql_type(f)]:
             raise StoreError(
                 f"the run store {path}: table {table.name} lacks {', '.join(wrong)}; "
                 "add a migration in flows/migrations/"
@@ -816,7 +553,7 @@ def _run_query(con: duckdb.DuckDBPyConnection, sql: str) -> tuple[list[str], lis
                 column = f"strftime(timezone('UTC', {column}), '%Y-%m-%dT%H:%M:%S.%fZ')"
             elif "WITH TIME ZONE" in sql_type:
                 column, types[i] = f"to_json({column})", "JSON"
-            parts.append(f"{column} AS {_quote(name)}")
+            parts.append(f"{column} AS {quote(name)}")
         relation = relation.project(", ".join(parts))
     is_json = [t == "JSON" for t in types]
     rows = [
