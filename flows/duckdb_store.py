@@ -57,7 +57,6 @@ from flows.duckdb_tables import (
 from flows.errors import FlowError, StoreError
 from flows.records import LogRecord, RunRecord, StepRecord
 
-R = TypeVar("R")
 T = TypeVar("T")
 
 _MIGRATION_FILE = re.compile(r"^(\d+)_(\w+)\.sql$")
