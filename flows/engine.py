@@ -22,12 +22,12 @@ from typing import Any, Literal
 from flows import approvals
 from flows.errors import ApprovalError, ExpressionError, FlowError, Suspend
 from flows.execution import RunExecution, StopBody, with_defaults
-from flows.expressions import render
 from flows.kinds import StepFailed
 from flows.records import FINISHED, RunRecord, StepRecord
 from flows.scope import Scope
 from flows.spec import FlowSpec, load_flow
 from flows.store import RunStore
+from flows.templates import render
 from kernels.arguments import validate_arguments
 from kernels.messages import Language
 from kernels.runner import ScriptRunner

@@ -19,12 +19,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from flows.errors import ApprovalError, ExpressionError, FlowError, SqlError, Suspend
-from flows.expressions import evaluate, render
+from flows.expressions import evaluate
 from flows.kinds import KINDS, WAITING_KINDS, StepFailed
 from flows.records import LogRecord, RunRecord, StepRecord
 from flows.scope import Scope
 from flows.spec import FlowSpec, StepSpec
 from flows.store import RunStore
+from flows.templates import render
 from kernels.errors import ArgumentError, KernelError
 from kernels.runner import ScriptRunner
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 import ast
 import builtins
 import difflib
-import json
 import math
 import operator
 import re
@@ -61,7 +60,7 @@ _METHODS: tuple[tuple[type, frozenset[str]], ...] = (
     (int, frozenset({"bit_length"})),
     (float, frozenset({"is_integer"})),
 )
-_ALL_METHODS = frozenset().union(*(names for _, names in _METHODS))
+ALL_METHODS = frozenset().union(*(names for _, names in _METHODS))
 _KEYWORDS: Mapping[str, frozenset[str]] = {
     "min": frozenset({"key", "default"}), "max": frozenset({"key", "default"}),
     "sorted": frozenset({"key", "reverse"}), "sum": frozenset({"start"}),
@@ -95,12 +94,11 @@ _REFUSED: Mapping[type, str] = {
     ast.BitAnd: "operator '&'", ast.BitXor: "operator '^'", ast.LShift: "operator '<<'",
     ast.RShift: "operator '>>'", ast.MatMult: "operator '@'",
 }  # fmt: skip
-_OPEN, _CLOSE = "${{", "}}"
 _CONTAINERS = (Mapping, list, tuple, set, frozenset)
 _VIEWS = (KeysView, ValuesView, ItemsView)
 
 
-class _Refused(Exception):
+class Refused(Exception):
     """Raised inside the walker; the public functions turn it into an `ExpressionError`."""
 
 
@@ -116,7 +114,7 @@ def _type_name(value: Any) -> str:
     return "function" if isinstance(value, _Builtin) else type(value).__name__
 
 
-def _measure(value: Any, limit: int, *, text: bool = False) -> int:
+def measure(value: Any, limit: int, *, text: bool = False) -> int:
     """Elements in `value`, nested included (or, with `text`, about the characters of its
     str()); stops soon after `limit`, so measuring a huge value stays cheap."""
     total, stack = 0, [value]
@@ -156,17 +154,17 @@ class _Evaluator:
     def charge(self, steps: int = 1) -> None:
         self.steps += steps
         if self.steps > MAX_STEPS:
-            raise _Refused(
+            raise Refused(
                 f"the expression does too much work (over {MAX_STEPS:,} steps); "
                 "do heavy processing in a python or sql step"
             )
 
     def charge_value(self, value: Any) -> None:
-        self.charge(_measure(value, MAX_STEPS - self.steps))
+        self.charge(measure(value, MAX_STEPS - self.steps))
 
     def check_size(self, size: int, what: str = "the result") -> None:
         if size > MAX_SIZE:
-            raise _Refused(f"{what} would have {size:,} items; the limit is {MAX_SIZE:,}")
+            raise Refused(f"{what} would have {size:,} items; the limit is {MAX_SIZE:,}")
 
     def produced(self, value: Any) -> Any:
         """Account for a value just built: text against MAX_TEXT, items as steps."""
@@ -174,7 +172,7 @@ class _Evaluator:
             self.check_size(len(value))
             self.text += len(value)
             if self.text > MAX_TEXT:
-                raise _Refused(f"the expression builds over {MAX_TEXT:,} characters of text")
+                raise Refused(f"the expression builds over {MAX_TEXT:,} characters of text")
             self.charge(1 + len(value) // 256)
         elif isinstance(value, list | tuple | dict | set):
             self.check_size(len(value))
@@ -184,12 +182,12 @@ class _Evaluator:
     def as_text(self, value: Any, convert: Callable[[Any], str] = str) -> str:
         if isinstance(value, str) and convert is str:
             return value
-        self.check_size(_measure(value, MAX_SIZE, text=True), "the text")
+        self.check_size(measure(value, MAX_SIZE, text=True), "the text")
         return str(self.produced(convert(value)))
 
     def iterate(self, value: Any) -> Iterator[Any]:
         if not isinstance(value, (str, bytes, range, *_VIEWS, Iterator, *_CONTAINERS)):
-            raise _Refused(f"cannot loop over a {_type_name(value)} value")
+            raise Refused(f"cannot loop over a {_type_name(value)} value")
         for item in value:
             self.charge()
             yield item
@@ -203,11 +201,11 @@ class _Evaluator:
         self.charge()
         handler = getattr(self, "_" + type(node).__name__, None)
         if handler is None or type(node) not in _ALLOWED_NODES:
-            raise _Refused(_refusal(node))
+            raise Refused(_refusal(node))
         self.depth += 1
         try:
             if self.depth > MAX_DEPTH:
-                raise _Refused(f"the expression is nested more than {MAX_DEPTH} levels deep")
+                raise Refused(f"the expression is nested more than {MAX_DEPTH} levels deep")
             return handler(node, local)
         finally:
             self.depth -= 1
@@ -217,31 +215,31 @@ class _Evaluator:
 
     def _Name(self, node: ast.Name, local: Mapping[str, Any]) -> Any:
         if node.id.startswith("__"):
-            raise _Refused(f"name '{node.id}' is not allowed")
+            raise Refused(f"name '{node.id}' is not allowed")
         for names in (local, self.scope):
             if node.id in names:
                 return names[node.id]
         if node.id in SAFE_BUILTINS:
             return _Builtin(node.id, self)
         hint = _suggest(node.id, [*local, *self.scope], SAFE_BUILTINS)
-        raise _Refused(f"name '{node.id}' is not defined{hint}")
+        raise Refused(f"name '{node.id}' is not defined{hint}")
 
     def lookup(self, mapping: Mapping[Any, Any], key: Any, what: ast.AST) -> Any:
         try:
             return mapping[key]
         except KeyError:
             missing = f"`{ast.unparse(what)}` has no key {key!r}"
-            raise _Refused(missing + _suggest(str(key), mapping)) from None
+            raise Refused(missing + _suggest(str(key), mapping)) from None
         except TypeError:
-            raise _Refused(f"a {_type_name(key)} cannot be a key") from None
+            raise Refused(f"a {_type_name(key)} cannot be a key") from None
 
     def _Attribute(self, node: ast.Attribute, local: Mapping[str, Any]) -> Any:
         if node.attr.startswith("_"):
-            raise _Refused(f"attribute '{node.attr}' is not allowed")
+            raise Refused(f"attribute '{node.attr}' is not allowed")
         value = self.eval(node.value, local)
         if isinstance(value, Mapping):
             return self.lookup(value, node.attr, node.value)
-        raise _Refused(
+        raise Refused(
             f"`{ast.unparse(node.value)}` is a {_type_name(value)}, which has no attribute "
             f"'{node.attr}' (attributes read the keys of mappings)"
         )
@@ -251,13 +249,13 @@ class _Evaluator:
         if isinstance(value, Mapping):
             return self.lookup(value, index, node.value)
         if isinstance(index, str) and index.startswith("_"):
-            raise _Refused(f"subscript {index!r} is not allowed on a {_type_name(value)}")
+            raise Refused(f"subscript {index!r} is not allowed on a {_type_name(value)}")
         if not isinstance(value, str | bytes | list | tuple | range):
-            raise _Refused(f"a {_type_name(value)} value cannot be indexed")
+            raise Refused(f"a {_type_name(value)} value cannot be indexed")
         try:
             item = value[index]
         except IndexError:
-            raise _Refused(
+            raise Refused(
                 f"index {index} is out of range for `{ast.unparse(node.value)}` "
                 f"({_type_name(value)} of {len(value)} items)"
             ) from None
@@ -278,14 +276,14 @@ class _Evaluator:
             self.check_size(len(left) + len(right))
         elif op is ast.Mult and isinstance(left, int) and isinstance(right, int):
             if left.bit_length() + right.bit_length() > MAX_INT_BITS:
-                raise _Refused(f"`{ast.unparse(node)}` would be over {MAX_INT_BITS} bits")
+                raise Refused(f"`{ast.unparse(node)}` would be over {MAX_INT_BITS} bits")
         elif op is ast.Pow and isinstance(left, int) and isinstance(right, int) and right > 0:
             if abs(left) > 1 and (
                 right > MAX_INT_BITS or right * math.log2(abs(left)) > MAX_INT_BITS
             ):
-                raise _Refused(f"`{ast.unparse(node)}` would be over {MAX_INT_BITS} bits")
+                raise Refused(f"`{ast.unparse(node)}` would be over {MAX_INT_BITS} bits")
         elif op is ast.Mod and isinstance(left, str | bytes):
-            raise _Refused("formatting with % is not allowed; use an f-string or +")
+            raise Refused("formatting with % is not allowed; use an f-string or +")
         return self.produced(_BINOPS[op](left, right))
 
     def _UnaryOp(self, node: ast.UnaryOp, local: Mapping[str, Any]) -> Any:
@@ -349,7 +347,7 @@ class _Evaluator:
         assert isinstance(target, ast.Tuple | ast.List)  # _check_tree refused other targets
         items = self.collect(value)
         if len(items) != len(target.elts):
-            raise _Refused(f"cannot unpack {len(items)} values into {len(target.elts)} names")
+            raise Refused(f"cannot unpack {len(items)} values into {len(target.elts)} names")
         for element, item in zip(target.elts, items, strict=True):
             self.assign(element, item, local)
 
@@ -375,10 +373,10 @@ class _Evaluator:
         value = self.eval(node.value, local)
         spec = "" if node.format_spec is None else self.as_text(self.eval(node.format_spec, local))
         if any(int(number) > 1000 for number in re.findall(r"\d+", spec)):
-            raise _Refused(f"format spec {spec!r} asks for over 1000 characters")
+            raise Refused(f"format spec {spec!r} asks for over 1000 characters")
         if node.conversion != -1:
             value = self.as_text(value, {ord("r"): repr, ord("a"): ascii}.get(node.conversion, str))
-        self.check_size(_measure(value, MAX_SIZE, text=True), "the text")
+        self.check_size(measure(value, MAX_SIZE, text=True), "the text")
         return str(self.produced(format(value, spec)))
 
     def _Call(self, node: ast.Call, local: Mapping[str, Any]) -> Any:
@@ -389,18 +387,16 @@ class _Evaluator:
             return self.call_method(self.eval(node.func.value, local), node.func.attr, args, kwargs)
         assert isinstance(node.func, ast.Name)  # _check_call refused every other form
         if node.func.id in local or node.func.id in self.scope:
-            raise _Refused(f"'{node.func.id}' is a value, not a function; only builtins are called")
+            raise Refused(f"'{node.func.id}' is a value, not a function; only builtins are called")
         return self.call_builtin(node.func.id, args, kwargs)
 
     def call_method(self, obj: Any, name: str, args: list[Any], kwargs: dict[str, Any]) -> Any:
         base, allowed = next(((b, m) for b, m in _METHODS if isinstance(obj, b)), (None, None))
         if base is None or allowed is None:
-            raise _Refused(f"methods cannot be called on a {_type_name(obj)} value")
+            raise Refused(f"methods cannot be called on a {_type_name(obj)} value")
         if name not in allowed:
             available = ", ".join(sorted(allowed))
-            raise _Refused(
-                f"method '{name}' is not allowed on a {_type_name(obj)}; use {available}"
-            )
+            raise Refused(f"method '{name}' is not allowed on a {_type_name(obj)}; use {available}")
         if base is Mapping:  # the Mapping mixins work for any mapping and are O(1) here
             return getattr(Mapping, name)(obj, *args, **kwargs)
         self.charge_value(obj)
@@ -421,9 +417,9 @@ class _Evaluator:
     def call_builtin(self, name: str, args: list[Any], kwargs: dict[str, Any]) -> Any:
         unexpected = sorted(set(kwargs) - _KEYWORDS.get(name, frozenset()))
         if unexpected and name != "dict":
-            raise _Refused(f"{name}() does not take the argument '{unexpected[0]}' here")
+            raise Refused(f"{name}() does not take the argument '{unexpected[0]}' here")
         if kwargs.get("key") is not None and not isinstance(kwargs["key"], _Builtin):
-            raise _Refused(f"key= must be a builtin such as len, not a {_type_name(kwargs['key'])}")
+            raise Refused(f"key= must be a builtin such as len, not a {_type_name(kwargs['key'])}")
         if (name in ("min", "max") and len(args) == 1) or (
             name in ("sum", "sorted", "list") and args
         ):
@@ -437,13 +433,13 @@ class _Evaluator:
         if name in ("min", "max", "sum", "sorted") and args:
             # Comparing or adding the items walks them, sorting about log2(n) times over.
             passes = len(args[0]).bit_length() if name == "sorted" else 1
-            self.charge(_measure(args[0], MAX_STEPS - self.steps) * max(1, passes))
+            self.charge(measure(args[0], MAX_STEPS - self.steps) * max(1, passes))
         start = args[1] if name == "sum" and len(args) > 1 else kwargs.get("start", 0)
         if not isinstance(start, int | float):
-            raise _Refused("sum() adds numbers only; its start must be a number")
+            raise Refused("sum() adds numbers only; its start must be a number")
         digits = args[1] if name == "round" and len(args) > 1 else kwargs.get("ndigits", 0)
         if not isinstance(digits, int) or abs(digits) > 64:
-            raise _Refused("round() takes ndigits between -64 and 64")
+            raise Refused("round() takes ndigits between -64 and 64")
         if name == "str":
             return self.as_text(args[0]) if args else ""
         if name == "range":
@@ -457,17 +453,17 @@ def _check_call(node: ast.Call) -> None:
     if any(isinstance(a, ast.Starred) for a in node.args) or any(
         kw.arg is None for kw in node.keywords
     ):
-        raise _Refused("unpacking with * or ** in calls is not allowed")
+        raise Refused("unpacking with * or ** in calls is not allowed")
     if isinstance(node.func, ast.Name) and node.func.id not in SAFE_BUILTINS:
         callable_names = ", ".join(SAFE_BUILTINS)
-        raise _Refused(f"calls to '{node.func.id}' are not allowed; you can call: {callable_names}")
-    if isinstance(node.func, ast.Attribute) and node.func.attr not in _ALL_METHODS:
+        raise Refused(f"calls to '{node.func.id}' are not allowed; you can call: {callable_names}")
+    if isinstance(node.func, ast.Attribute) and node.func.attr not in ALL_METHODS:
         if node.func.attr.startswith("_"):
-            raise _Refused(f"attribute '{node.func.attr}' is not allowed")
-        methods = ", ".join(sorted(_ALL_METHODS))
-        raise _Refused(f"method '{node.func.attr}' is not allowed; methods allowed: {methods}")
+            raise Refused(f"attribute '{node.func.attr}' is not allowed")
+        methods = ", ".join(sorted(ALL_METHODS))
+        raise Refused(f"method '{node.func.attr}' is not allowed; methods allowed: {methods}")
     if not isinstance(node.func, ast.Name | ast.Attribute):
-        raise _Refused("only builtins (len, ...) and methods (s.lower(), ...) can be called")
+        raise Refused("only builtins (len, ...) and methods (s.lower(), ...) can be called")
 
 
 def _refusal(node: ast.AST) -> str:
@@ -475,43 +471,43 @@ def _refusal(node: ast.AST) -> str:
     return f"{refused or type(node).__name__} is not allowed in an expression"
 
 
-def _parse(expression: str) -> ast.Expression:
+def parse_expression(expression: str) -> ast.Expression:
     if len(expression) > MAX_LENGTH:
-        raise _Refused(f"the expression is longer than {MAX_LENGTH:,} characters")
+        raise Refused(f"the expression is longer than {MAX_LENGTH:,} characters")
     if not expression.strip():
-        raise _Refused("the expression is empty")
+        raise Refused("the expression is empty")
     try:
         return ast.parse(expression.strip(), mode="eval")
     except SyntaxError as error:
         where = f" (column {error.offset})" if error.offset else ""
-        raise _Refused(
+        raise Refused(
             f"not a valid expression: {error.msg}{where}; statements (import, =, def) are not allowed"
         ) from None
     except (RecursionError, MemoryError, ValueError) as error:
-        raise _Refused(f"not a valid expression: {error}") from None
+        raise Refused(f"not a valid expression: {error}") from None
 
 
 def _check_tree(tree: ast.Expression, names: Collection[str] | None) -> None:
     """Refuse what the walker would refuse, before running anything (dead branches too)."""
     for node in ast.walk(tree):  # first, so `(lambda: 1)()` is refused as a lambda
         if type(node) not in _ALLOWED_NODES:
-            raise _Refused(_refusal(node))
+            raise Refused(_refusal(node))
     bound: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Attribute) and node.attr.startswith("_"):
-            raise _Refused(f"attribute '{node.attr}' is not allowed")
+            raise Refused(f"attribute '{node.attr}' is not allowed")
         if isinstance(node, ast.Name) and node.id.startswith("__"):
-            raise _Refused(f"name '{node.id}' is not allowed")
+            raise Refused(f"name '{node.id}' is not allowed")
         if isinstance(node, ast.Call):
             _check_call(node)
         if isinstance(node, ast.Dict) and None in node.keys:
-            raise _Refused("unpacking with ** is not allowed")
+            raise Refused("unpacking with ** is not allowed")
         if isinstance(node, ast.comprehension):
             if node.is_async or not all(
                 isinstance(n, ast.Name | ast.Tuple | ast.List | ast.Store)
                 for n in ast.walk(node.target)
             ):
-                raise _Refused(f"cannot loop into `{ast.unparse(node.target)}`")
+                raise Refused(f"cannot loop into `{ast.unparse(node.target)}`")
             bound.update(n.id for n in ast.walk(node.target) if isinstance(n, ast.Name))
     if names is None:
         return
@@ -519,7 +515,7 @@ def _check_tree(tree: ast.Expression, names: Collection[str] | None) -> None:
     for node in ast.walk(tree):
         if isinstance(node, ast.Name) and node.id not in known and node.id not in SAFE_BUILTINS:
             hint = _suggest(node.id, known, SAFE_BUILTINS)
-            raise _Refused(f"name '{node.id}' is not defined{hint}")
+            raise Refused(f"name '{node.id}' is not defined{hint}")
 
 
 def check_expression(expression: str, *, names: Collection[str] | None = SCOPE_NAMES) -> None:
@@ -529,8 +525,8 @@ def check_expression(expression: str, *, names: Collection[str] | None = SCOPE_N
     builtins or comprehension variables. Raises `ExpressionError` saying what is refused.
     """
     try:
-        _check_tree(_parse(expression), names)
-    except _Refused as refused:
+        _check_tree(parse_expression(expression), names)
+    except Refused as refused:
         raise ExpressionError(expression.strip(), str(refused)) from None
 
 
@@ -549,15 +545,15 @@ def evaluate(
     """
     evaluator = _Evaluator(scope)
     try:
-        tree = _parse(expression)
+        tree = parse_expression(expression)
         _check_tree(tree, None)
         value = evaluator.eval(tree.body, {})
         if isinstance(value, _Builtin):
-            raise _Refused(f"`{value.name}` is a function; call it to get a value")
+            raise Refused(f"`{value.name}` is a function; call it to get a value")
         if isinstance(value, (Iterator, range, *_VIEWS)):
             value = evaluator.collect(value)
         return value
-    except _Refused as refused:
+    except Refused as refused:
         message = str(refused)
     except RecursionError:
         message = "the expression or its data is nested too deeply"
@@ -566,142 +562,3 @@ def evaluate(
     except Exception as error:  # whatever the data makes fail becomes one readable error
         message = f"{type(error).__name__}: {error}"
     raise ExpressionError(expression.strip(), message, step=step, argument=argument)
-
-
-def _templates(text: str) -> list[tuple[int, int, str]]:
-    """(start, end, expression) of every `${{ expr }}` in `text`.
-
-    An expression may contain `}}` itself (`${{ {'a': {'b': 1}} }}`), so each `}}` after
-    an opening is tried in turn and the first that closes a valid expression wins.
-    """
-    found: list[tuple[int, int, str]] = []
-    position = 0
-    while (start := text.find(_OPEN, position)) >= 0:
-        chosen = close = text.find(_CLOSE, start + len(_OPEN))
-        if close < 0:
-            raise _Refused("`${{` is not closed with `}}`")
-        while close >= 0:
-            try:
-                ast.parse(text[start + len(_OPEN) : close].strip(), mode="eval")
-            except (SyntaxError, RecursionError, MemoryError, ValueError):
-                close = text.find(_CLOSE, close + 1)
-                continue
-            chosen = close
-            break
-        found.append((start, chosen + len(_CLOSE), text[start + len(_OPEN) : chosen].strip()))
-        position = chosen + len(_CLOSE)
-    return found
-
-
-def template_expressions(text: str) -> list[str]:
-    """The expression of every `${{ expr }}` in `text`; `ExpressionError` if one is unclosed."""
-    try:
-        return [expression for _, _, expression in _templates(text)]
-    except _Refused as refused:
-        raise ExpressionError(text, str(refused)) from None
-
-
-def whole_template(text: str) -> str | None:
-    """The expression if `text` is exactly one `${{ expr }}` (spaces around allowed), else None."""
-    try:
-        found = _templates(text)
-    except _Refused:
-        return None
-    stripped = text.strip()
-    whole = len(found) == 1 and found[0][1] - found[0][0] == len(stripped)
-    return found[0][2] if whole and stripped.startswith(_OPEN) else None
-
-
-def is_template(text: str) -> bool:
-    """Whether `text` holds a `${{ ... }}` template (so it is rendered, not taken as is)."""
-    return isinstance(text, str) and _OPEN in text
-
-
-def _render_text(text: str, scope: Mapping[str, Any], step: str | None, arg: str | None) -> Any:
-    try:
-        found = _templates(text)
-    except _Refused as refused:
-        raise ExpressionError(text, str(refused), step=step, argument=arg) from None
-    expression = whole_template(text)
-    if expression is not None:
-        return evaluate(expression, scope, step=step, argument=arg)
-    pieces, position = [], 0
-    for start, end, inner in found:
-        value = evaluate(inner, scope, step=step, argument=arg)
-        if _measure(value, MAX_SIZE, text=True) > MAX_SIZE:
-            too_long = f"the value is too long to put in text (over {MAX_SIZE:,} characters)"
-            raise ExpressionError(inner, too_long, step=step, argument=arg)
-        if isinstance(value, dict | list):
-            value = json.dumps(value, default=str, ensure_ascii=False)
-        pieces += [text[position:start], str(value)]
-        position = end
-    return "".join([*pieces, text[position:]])
-
-
-def render(
-    value: Any, scope: Mapping[str, Any], *, step: str | None = None, argument: str | None = None
-) -> Any:
-    """Render every template inside `value`, walking dicts and lists.
-
-    A string that is exactly one `${{ expr }}` becomes the expression's value, whatever
-    its type; templates inside longer text are interpolated (dicts and lists as JSON);
-    other values come back unchanged. Errors inside a dict name the key path as the
-    argument (`options.limit`).
-    """
-    if isinstance(value, str):
-        return _render_text(value, scope, step, argument)
-    if isinstance(value, Mapping):
-        return {
-            key: render(item, scope, step=step, argument=f"{argument}.{key}" if argument else key)
-            for key, item in value.items()
-        }
-    if isinstance(value, list | tuple):
-        return [render(item, scope, step=step, argument=argument) for item in value]
-    return value
-
-
-def _referenced(tree: ast.AST) -> set[str]:
-    steps: set[str] = set()
-    methods: set[int] = set()  # results.get(...) and results.keys() are calls, not step ids
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Call) and _on_results(node.func):
-            assert isinstance(node.func, ast.Attribute)
-            if node.func.attr in _ALL_METHODS:
-                methods.add(id(node.func))
-                first = node.args[0] if node.args else None
-                if node.func.attr == "get" and isinstance(first, ast.Constant):
-                    steps.add(str(first.value))
-        if isinstance(node, ast.Attribute) and _on_results(node) and id(node) not in methods:
-            steps.add(node.attr)
-        elif isinstance(node, ast.Subscript) and _on_results(node):
-            key = node.slice.value if isinstance(node.slice, ast.Constant) else None
-            steps.update([key] if isinstance(key, str) else [])
-    return steps
-
-
-def _on_results(node: ast.AST) -> bool:
-    if not isinstance(node, ast.Attribute | ast.Subscript):
-        return False
-    return isinstance(node.value, ast.Name) and node.value.id == "results"
-
-
-def referenced_steps(value: Any) -> set[str]:
-    """Step ids named statically (`results.x`, `results["x"]`) by the templates in `value`.
-
-    Walks dicts and lists; templates that do not parse are skipped (`check_expression`
-    reports them).
-    """
-    if isinstance(value, Mapping | list | tuple):
-        items = value.values() if isinstance(value, Mapping) else value
-        return set().union(*(referenced_steps(item) for item in items))
-    steps: set[str] = set()
-    try:
-        found = _templates(value) if isinstance(value, str) else []
-    except _Refused:
-        return steps
-    for _, _, expression in found:
-        try:
-            steps |= _referenced(_parse(expression))
-        except _Refused:
-            continue
-    return steps

@@ -143,7 +143,7 @@ async def run_subflow(
 ) -> Any:
     assert step.flow is not None
     from flows.execution import StopBody, with_defaults
-    from flows.expressions import render
+    from flows.templates import render
     from kernels.arguments import validate_arguments
 
     sub = load_flow_file(ex.base_dir / step.flow)

@@ -32,13 +32,8 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from flows.errors import ExpressionError, FlowSpecError
-from flows.expressions import (
-    SCOPE_NAMES,
-    check_expression,
-    referenced_steps,
-    template_expressions,
-    whole_template,
-)
+from flows.expressions import SCOPE_NAMES, check_expression
+from flows.templates import referenced_steps, template_expressions, whole_template
 
 STEP_KINDS = (
     "python", "sql", "bash", "script", "flow", "for_each", "while", "branch_one",

@@ -8,9 +8,8 @@ from typing import Any
 import pytest
 
 from flows.errors import ExpressionError
-from flows.expressions import (
-    check_expression,
-    evaluate,
+from flows.expressions import check_expression, evaluate
+from flows.templates import (
     is_template,
     referenced_steps,
     render,
