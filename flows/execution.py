@@ -25,7 +25,7 @@ from flows.records import LogRecord, RunRecord, StepRecord
 from flows.scope import Scope
 from flows.spec import FlowSpec, StepSpec
 from flows.store import RunStore
-from flows.templates import render
+from flows.templates import is_template, render
 from kernels.errors import ArgumentError, KernelError
 from kernels.runner import ScriptRunner
 
@@ -54,8 +54,8 @@ class RunExecution:
         for attempt in attempts:  # in the order they started: the last one per key wins
             if attempt.status == "running":
                 self.interruptions[attempt.key] = self.interruptions.get(attempt.key, 0) + 1
-            elif attempt.key in self.interruptions and attempt.status != "running":
-                self.interruptions[attempt.key] = 0
+            else:
+                self.interruptions.pop(attempt.key, None)
             self.latest[attempt.key] = attempt
         self.log_seq = 0
         self._pending_logs: list[LogRecord] = []
@@ -306,12 +306,13 @@ class RunExecution:
     def evaluate(
         self, expression: Any, scope: Scope, step: StepSpec, argument: str, **extra: Any
     ) -> Any:
-        if isinstance(expression, str):
-            text = expression.strip()
-            if text.startswith("${{") and text.endswith("}}"):
-                return render(text, scope.names(**extra), step=step.id, argument=argument)
-            return evaluate(text, scope.names(**extra), step=step.id, argument=argument)
-        return expression
+        """A condition or a loop source: `${{ expr }}` or a bare expression; other values as is."""
+        if not isinstance(expression, str):
+            return expression
+        names = scope.names(**extra)
+        if is_template(expression):
+            return render(expression, names, step=step.id, argument=argument)
+        return evaluate(expression, names, step=step.id, argument=argument)
 
     def render_args(self, step: StepSpec, scope: Scope) -> dict[str, Any]:
         return {

@@ -18,7 +18,7 @@ from flows.errors import FlowError, Suspend
 from flows.records import StepRecord
 from flows.scope import Scope
 from flows.spec import StepSpec, load_flow_file
-from kernels.messages import RunContext, RunEvent, RunLimits, RunResult, StreamEvent
+from kernels.messages import Language, RunContext, RunEvent, RunLimits, RunResult, StreamEvent
 from kernels.scripts import Script
 
 if TYPE_CHECKING:
@@ -46,22 +46,15 @@ Handler = Callable[["RunExecution", StepSpec, Scope, str, dict[str, Any]], Await
 # ---------------------------------------------------------------- code
 
 
-async def run_python(
+async def run_code(
     ex: RunExecution, step: StepSpec, scope: Scope, key: str, args: dict[str, Any]
 ) -> Any:
-    assert step.python is not None
-    return await _run_script(
-        ex, step, key, ex.engine.script(step.python, _code_path(ex, key), "python"), args
-    )
-
-
-async def run_bash(
-    ex: RunExecution, step: StepSpec, scope: Scope, key: str, args: dict[str, Any]
-) -> Any:
-    assert step.bash is not None
-    return await _run_script(
-        ex, step, key, ex.engine.script(step.bash, _code_path(ex, key), "bash"), args
-    )
+    """Inline `python:` or `bash:` code, run as a script on a leased kernel."""
+    language: Language = "bash" if step.kind == "bash" else "python"
+    source = step.bash if language == "bash" else step.python
+    assert source is not None
+    script = ex.engine.script(source, _code_path(ex, key), language)
+    return await _run_script(ex, step, key, script, args)
 
 
 async def run_sql_step(
@@ -414,8 +407,8 @@ WAITING_KINDS: Mapping[str, Callable[[RunExecution, StepSpec, Scope, str], Await
 
 KINDS: Mapping[str, Handler] = MappingProxyType(
     {
-        "python": run_python,
-        "bash": run_bash,
+        "python": run_code,
+        "bash": run_code,
         "sql": run_sql_step,
         "script": run_script_file,
         "flow": run_subflow,
