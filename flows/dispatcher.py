@@ -15,7 +15,7 @@ import time
 from types import TracebackType
 from typing import Any, Self
 
-from flows.engine import FlowEngine, Outcome
+from flows.engine import FlowEngine, Outcome, cancel_run
 from flows.records import FINISHED, RunRecord
 from flows.store import RunStore
 
@@ -41,6 +41,7 @@ class Dispatcher:
         self._wake = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
         self._maybe_queued = True
+        self._cancelling: set[str] = set()
 
     async def __aenter__(self) -> Self:
         self.recovered = await self.store.recover(time.time())
@@ -75,11 +76,44 @@ class Dispatcher:
         """Submit a flow run; with room to spare it starts at once, without a queue trip."""
         has_room = len(self._active) < self.max_parallel
         run = await self.engine.submit(definition, args, claim=has_room, **options)
-        if run.status == "running":
+        if (
+            run.status == "running"
+            and run.id not in self._active
+            and run.worker == self.engine.worker
+        ):
             self._start(run)
         else:
             self.wake()
         return run
+
+    async def submit_script(self, source: str, args: dict[str, Any], **options: Any) -> RunRecord:
+        """Submit a script run (see `FlowEngine.submit_script`); like `submit`, it starts
+        at once when there is room."""
+        has_room = len(self._active) < self.max_parallel
+        run = await self.engine.submit_script(source, args, claim=has_room, **options)
+        if (
+            run.status == "running"
+            and run.id not in self._active
+            and run.worker == self.engine.worker
+        ):
+            self._start(run)
+        elif run.status == "queued":
+            self.wake()
+        return run
+
+    async def cancel(self, run_id: str, *, reason: str = "cancelled") -> RunRecord:
+        """Cancel a run: a running one here is interrupted (its step's process is stopped),
+        a queued or suspended one is marked cancelled."""
+        task = self._active.get(run_id)
+        if task is not None:
+            self._cancelling.add(run_id)
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        outcome = Outcome(await cancel_run(self.store, run_id, reason=reason))
+        for future in self._waiters.pop(run_id, []):
+            if not future.done():
+                future.set_result(outcome)
+        return outcome.run
 
     def wake(self) -> None:
         """Look for runnable runs now rather than at the next poll."""
@@ -126,6 +160,11 @@ class Dispatcher:
     async def _execute(self, run_id: str, run: RunRecord) -> None:
         try:
             outcome = await self.engine.execute(run)
+        except asyncio.CancelledError:
+            if run_id in self._cancelling:  # cancel() finishes the job; not a shutdown
+                self._cancelling.discard(run_id)
+                return
+            raise
         finally:
             self._active.pop(run_id, None)
             if run.concurrency_key is not None or len(self._active) + 1 >= self.max_parallel:

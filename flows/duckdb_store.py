@@ -31,18 +31,17 @@ import decimal
 import json
 import math
 import queue
-import re
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
 import duckdb
 
+from flows.duckdb_schema import connect, rollback
 from flows.duckdb_tables import (
     CLAIM,
     LOGS,
@@ -52,22 +51,11 @@ from flows.duckdb_tables import (
     Txn,
     dumps,
     quote,
-    sql_type,
 )
 from flows.errors import FlowError, StoreError
 from flows.records import LogRecord, RunRecord, StepRecord
 
 T = TypeVar("T")
-
-_MIGRATION_FILE = re.compile(r"^(\d+)_(\w+)\.sql$")
-_LOCK_HOLDER = re.compile(r"\(PID (\d+)\)")
-# Fixed at connect: no extension is fetched or loaded, and no table name can resolve to
-# a Python object of this process. External access is turned off right after.
-_CONNECT_CONFIG = {
-    "autoinstall_known_extensions": False,
-    "autoload_known_extensions": False,
-    "python_enable_replacements": False,
-}
 
 
 class DuckDbStore:
@@ -167,19 +155,59 @@ class DuckDbStore:
         return await self._submit(f"get_run {run_id!r}", get)
 
     async def list_runs(
-        self, *, status: str | None = None, limit: int = 100, offset: int = 0
+        self,
+        *,
+        status: str | None = None,
+        path: str | None = None,
+        trigger: str | None = None,
+        kind: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int = 100,
+        offset: int = 0,
     ) -> list[RunRecord]:
-        """Runs, newest first (ties by id, so pages are stable), optionally of one status."""
+        """Runs, newest first (ties by id, so pages are stable), filtered by the given
+        fields (`path` and `trigger` match a prefix; `since`/`until` bound `created_at`)."""
+        where, params = _run_filters(status, path, trigger, kind, since, until)
 
         def list_(txn: Txn) -> list[RunRecord]:
             sql = (
-                f"SELECT {RUNS.columns} FROM runs WHERE ?::VARCHAR IS NULL OR status = ? "
+                f"SELECT {RUNS.columns} FROM runs WHERE {where} "
                 "ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?"
             )
-            rows = txn.read("runs").execute(sql, [status, status, limit, offset]).fetchall()
+            rows = txn.read("runs").execute(sql, [*params, limit, offset]).fetchall()
             return [RUNS.load(row) for row in rows]
 
         return await self._submit("list_runs", list_)
+
+    async def count_runs(
+        self,
+        *,
+        status: str | None = None,
+        path: str | None = None,
+        trigger: str | None = None,
+        kind: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+    ) -> int:
+        """How many runs `list_runs` would page through with these filters."""
+        where, params = _run_filters(status, path, trigger, kind, since, until)
+
+        def count(txn: Txn) -> int:
+            row = txn.read("runs").execute(f"SELECT count(*) FROM runs WHERE {where}", params)
+            return int(row.fetchone()[0])  # type: ignore[index]
+
+        return await self._submit("count_runs", count)
+
+    async def run_for_key(self, dedupe_key: str) -> RunRecord | None:
+        """The run created with this dedupe key, if any."""
+
+        def find(txn: Txn) -> RunRecord | None:
+            sql = f"SELECT {RUNS.columns} FROM runs WHERE dedupe_key = ? LIMIT 1"
+            row = txn.read("runs").execute(sql, [dedupe_key]).fetchone()
+            return None if row is None else RUNS.load(row)
+
+        return await self._submit(f"run_for_key {dedupe_key!r}", find)
 
     async def claim(self, worker: str, now: float) -> RunRecord | None:
         """Mark and return the next runnable run for `worker`, or None.
@@ -320,7 +348,7 @@ class DuckDbStore:
     def _serve(self, loop: asyncio.AbstractEventLoop, ready: asyncio.Future[None]) -> None:
         """The writer thread: owns the connection from open to close."""
         try:
-            con = _connect(self.path)
+            con = connect(self.path)
         except BaseException as exc:
             _post(loop, [(ready, exc, None)])
             return
@@ -374,7 +402,7 @@ class DuckDbStore:
             txn.flush()
             con.execute("COMMIT")
         except Exception:
-            _rollback(con)
+            rollback(con)
             return [self._alone(con, op) for op in ops]
         self._commits += 1
         return [(None, result) for result in results]
@@ -389,7 +417,7 @@ class DuckDbStore:
             txn.flush()
             con.execute("ROLLBACK" if op.read_only else "COMMIT")
         except Exception as exc:
-            _rollback(con)
+            rollback(con)
             if not isinstance(exc, duckdb.Error):
                 return exc, None
             error = StoreError(f"{op.what}: {exc}")
@@ -414,98 +442,32 @@ class _Op:
 # ---------------------------------------------------------------------- opening
 
 
-def _connect(path: Path) -> duckdb.DuckDBPyConnection:
-    """Open, lock down and migrate the file, with errors a person can act on."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        con = duckdb.connect(str(path), config=dict(_CONNECT_CONFIG))
-    except duckdb.IOException as exc:
-        if "Could not set lock" not in str(exc):
-            raise StoreError(f"cannot open the run store {path}: {exc}") from exc
-        holder = _LOCK_HOLDER.search(str(exc))
-        pid = f" (pid {holder.group(1)})" if holder else ""
-        raise StoreError(
-            f"the run store {path} is in use by another Gristmill process{pid}; "
-            "stop it or use another --data directory"
-        ) from exc
-    except (duckdb.Error, OSError) as exc:
-        raise StoreError(f"cannot open the run store {path}: {exc}") from exc
-    try:
-        # Nothing run on this connection, user SQL included, reaches files, the network
-        # or extensions, and no SET can turn that back on.
-        con.execute("SET enable_external_access = false")
-        con.execute("SET lock_configuration = true")
-        _migrate(con, path)
-        _check_columns(con, path)
-    except BaseException as exc:
-        con.close()
-        if isinstance(exc, duckdb.Error):
-            raise StoreError(f"cannot prepare the run store {path}: {exc}") from exc
-        raise
-    return con
-
-
-def migrations() -> list[tuple[int, str, str]]:
-    """(version, name, SQL) of the migrations in `flows/migrations/`, in order."""
-    found = []
-    for entry in resources.files("flows.migrations").iterdir():
-        if match := _MIGRATION_FILE.match(entry.name):
-            found.append((int(match.group(1)), match.group(2), entry.read_text("utf-8")))
-    found.sort()
-    versions = [version for version, _, _ in found]
-    if len(set(versions)) != len(versions):
-        raise StoreError(f"two schema migrations share a version number: {versions}")
-    return found
-
-
-def _migrate(con: duckdb.DuckDBPyConnection, path: Path) -> None:
-    """Apply each migration not recorded in `schema_migrations`, in one transaction with
-    its record: a failed one leaves no trace, and applying twice changes nothing."""
-    con.execute(
-        "CREATE TABLE IF NOT EXISTS schema_migrations "
-        "(version INTEGER PRIMARY KEY, name VARCHAR NOT NULL, applied_at DOUBLE NOT NULL)"
-    )
-    applied = {v for (v,) in con.execute("SELECT version FROM schema_migrations").fetchall()}
-    known = migrations()
-    if newer := applied - {version for version, _, _ in known}:
-        raise StoreError(
-            f"the run store {path} has schema version {max(newer)}, newer than this "
-            "Gristmill knows; upgrade Gristmill or use another --data directory"
-        )
-    for version, name, sql in known:
-        if version in applied:
-            continue
-        try:
-            con.execute("BEGIN TRANSACTION")
-            con.execute(sql)
-            con.execute(
-                "INSERT INTO schema_migrations VALUES (?, ?, ?)", [version, name, time.time()]
-            )
-            con.execute("COMMIT")
-        except duckdb.Error as exc:
-            _rollback(con)
-            raise StoreError(f"schema migration {version}_{name}.sql failed: {exc}") from exc
-
-
-def _check_columns(con: duckdb.DuckDBPyConnection, path: Path) -> None:
-    """Every record field needs a column of the type bulk statements cast to: a field
-    added to a record without a migration is caught at open, not at the first write."""
-    for table in (RUNS, STEPS, LOGS):
-        sql = "SELECT column_name, data_type FROM duckdb_columns() WHERE table_name = ?"
-        found = dict(con.execute(sql, [table.name]).fetchall())
-        if wrong := [f"{f} {sql_type(f)}" for f in table.fields if found.get(f) != sql_type(f)]:
-            raise StoreError(
-                f"the run store {path}: table {table.name} lacks {', '.join(wrong)}; "
-                "add a migration in flows/migrations/"
-            )
-
-
-def _rollback(con: duckdb.DuckDBPyConnection) -> None:
-    with contextlib.suppress(duckdb.Error):  # no transaction was open: nothing to undo
-        con.execute("ROLLBACK")
-
-
-# ---------------------------------------------------------------------- results
+def _run_filters(
+    status: str | None,
+    path: str | None,
+    trigger: str | None,
+    kind: str | None,
+    since: float | None,
+    until: float | None,
+) -> tuple[str, list[Any]]:
+    """A WHERE clause and its parameters; values are always bound, never formatted in."""
+    clauses: list[str] = ["TRUE"]
+    params: list[Any] = []
+    for column, value in (("status", status), ("kind", kind)):
+        if value is not None:
+            clauses.append(f"{column} = ?")
+            params.append(value)
+    for column, value in (("path", path), ('"trigger"', trigger)):
+        if value:
+            clauses.append(f"starts_with({column}, ?)")
+            params.append(value)
+    if since is not None:
+        clauses.append("created_at >= ?")
+        params.append(since)
+    if until is not None:
+        clauses.append("created_at < ?")
+        params.append(until)
+    return " AND ".join(clauses), params
 
 
 def _deliver(ops: list[_Op], outcomes: list[tuple[BaseException | None, Any]]) -> None:

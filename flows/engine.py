@@ -12,9 +12,11 @@ raise `Suspend`: the run is stored as suspended and holds no kernel.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import traceback
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -26,12 +28,15 @@ from flows.kinds import StepFailed
 from flows.records import FINISHED, RunRecord, StepRecord
 from flows.scope import Scope
 from flows.spec import FlowSpec, load_flow
+from flows.sql import sql_schema
 from flows.store import RunStore
 from flows.templates import render
 from kernels.arguments import validate_arguments
 from kernels.messages import Language
 from kernels.runner import ScriptRunner
 from kernels.scripts import Script
+
+ScriptLanguage = Literal["python", "bash", "sql"]
 
 # Parsed flows and step scripts kept per engine (least recently used dropped first).
 _PARSED_FLOWS = 64
@@ -63,6 +68,7 @@ class FlowEngine:
         key: bytes,
         worker: str | None = None,
         base_url: str = "",
+        redact: Callable[[str], str] | None = None,
     ) -> None:
         self.store = store
         self.runner = runner
@@ -70,6 +76,8 @@ class FlowEngine:
         self.key = key
         self.worker = worker or f"w-{uuid.uuid4().hex[:8]}"
         self.base_url = base_url.rstrip("/")
+        # Applied to every log line before it is stored: the workspace hides secret values.
+        self.redact = redact
         self._fresh: set[str] = set()
         self._flows: dict[tuple[str, str], FlowSpec] = {}
         self._scripts: dict[tuple[str, str, str], Script] = {}
@@ -84,6 +92,7 @@ class FlowEngine:
         actor: str = "",
         parent_run_id: str | None = None,
         claim: bool = False,
+        dedupe_key: str | None = None,
     ) -> RunRecord:
         """Validate and queue a run of the flow `definition` (YAML or JSON text).
 
@@ -115,8 +124,64 @@ class FlowEngine:
             concurrency_limit=flow.concurrency.limit if flow.concurrency else None,
             parent_run_id=parent_run_id,
             created_at=time.time(),
+            dedupe_key=dedupe_key,
         )
-        if claim and flow.concurrency is None:
+        return await self._create(run, claim=claim and flow.concurrency is None)
+
+    async def submit_script(
+        self,
+        source: str,
+        args: dict[str, Any],
+        *,
+        path: str = "",
+        language: ScriptLanguage = "python",
+        trigger: str = "cli",
+        actor: str = "",
+        claim: bool = False,
+        dedupe_key: str | None = None,
+    ) -> RunRecord:
+        """Validate and queue a run of one script (python, bash or sql).
+
+        It is recorded like a flow run of one step with key `main`: its logs, result,
+        error and timings land in the same history, and it resumes after a crash.
+        Raises `ScriptError` or `ArgumentError` before anything is stored.
+        """
+        schema = self._script_schema(source, path, language)
+        checked = validate_arguments(args, schema, owner=f"script {path or '<inline>'}")
+        run = RunRecord(
+            id=uuid.uuid4().hex,
+            kind="script",
+            path=path,
+            definition=source,
+            args=with_defaults(checked, schema),
+            trigger=trigger,
+            actor=actor,
+            created_at=time.time(),
+            language=language,
+            dedupe_key=dedupe_key,
+        )
+        return await self._create(run, claim=claim)
+
+    def _script_schema(self, source: str, path: str, language: ScriptLanguage) -> dict[str, Any]:
+        if language == "sql":
+            return sql_schema(source, path)
+        return self.script(source, path or "<inline>", language).schema
+
+    def _script_flow(self, run: RunRecord) -> FlowSpec:
+        """A script run as a flow of one step `main` that takes the run's arguments."""
+        kind = run.language or "python"
+        args = {name: "${{ flow_input[" + json.dumps(name) + "] }}" for name in run.args}
+        step: dict[str, Any] = {"id": "main", kind: run.definition, "args": args}
+        return self.parse(json.dumps({"summary": run.path, "steps": [step]}), run.path)
+
+    async def _create(self, run: RunRecord, *, claim: bool) -> RunRecord:
+        if run.dedupe_key is not None:
+            # Only the process that owns the store creates runs, one statement at a time
+            # per key here, so check-then-insert cannot race with another creator.
+            existing = await self.store.run_for_key(run.dedupe_key)
+            if existing is not None:
+                return existing
+        if claim:
             now = time.time()
             run = replace(
                 run, status="running", worker=self.worker, started_at=now, heartbeat_at=now
@@ -147,7 +212,9 @@ class FlowEngine:
 
     async def execute(self, run: RunRecord) -> Outcome:
         """Run (or resume) a claimed run until it finishes or suspends."""
-        flow = self.parse(run.definition, run.path)
+        flow = (
+            self._script_flow(run) if run.kind == "script" else self.parse(run.definition, run.path)
+        )
         if run.id in self._fresh:
             # Submitted by this process and never run: nothing stored to replay.
             self._fresh.discard(run.id)

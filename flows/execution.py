@@ -37,6 +37,8 @@ if TYPE_CHECKING:
 _MAX_INTERRUPTIONS = 3
 # A step still running after this long gets its `running` record (see _attempts).
 _RUNNING_RECORD_AFTER_S = 0.25
+# Output of a running step is stored at most this long after it was printed.
+_LOG_FLUSH_AFTER_S = 0.2
 
 
 class RunExecution:
@@ -336,11 +338,19 @@ class RunExecution:
         self, key: str, stream: Literal["stdout", "stderr", "display", "system"], text: str
     ) -> None:
         self.log_seq += 1
+        if self.engine.redact is not None:
+            text = self.engine.redact(text)
         self._pending_logs.append(
             LogRecord(self.run.id, key, self.log_seq, stream, text, time.time())
         )
         if len(self._pending_logs) >= 64:
             self._in_background(self.flush_logs())
+        elif len(self._pending_logs) == 1:
+            # Pages follow a running step's output: what it prints is stored within a
+            # fraction of a second, batched, rather than only when the step ends.
+            asyncio.get_running_loop().call_later(
+                _LOG_FLUSH_AFTER_S, lambda: self._in_background(self.flush_logs())
+            )
 
     async def flush_logs(self) -> None:
         if self._pending_logs:

@@ -19,6 +19,8 @@ FINISHED: frozenset[str] = frozenset({"success", "failure", "cancelled"})
 class RunRecord:
     """One run of a flow or a script.
 
+    A script run's `definition` is the script's source and its one step has key `main`.
+
     `definition` is the flow (or script) text as it was when the run was created, so a
     resumed run follows the definition it started with even if the file changed.
     `recovered` is true when the flow failed but its `on_failure` handler returned.
@@ -45,6 +47,10 @@ class RunRecord:
     wake_at: float | None = None  # a sleeping run is due again at this time
     worker: str | None = None  # the process that runs it now
     heartbeat_at: float | None = None
+    language: str = ""  # a script run's language (python, bash, sql); "" for flows
+    # A trigger that must not start the same run twice (a schedule's fire) names it here;
+    # the store keeps one run per key (`RunStore.run_for_key`).
+    dedupe_key: str | None = None
 
 
 @dataclass(frozen=True)

@@ -26,9 +26,34 @@ class RunStore(Protocol):
         """The run, or None."""
 
     async def list_runs(
-        self, *, status: str | None = None, limit: int = 100, offset: int = 0
+        self,
+        *,
+        status: str | None = None,
+        path: str | None = None,
+        trigger: str | None = None,
+        kind: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int = 100,
+        offset: int = 0,
     ) -> list[RunRecord]:
-        """Runs, newest first."""
+        """Runs, newest first; `path` and `trigger` match a prefix, `since`/`until`
+        bound `created_at`."""
+
+    async def count_runs(
+        self,
+        *,
+        status: str | None = None,
+        path: str | None = None,
+        trigger: str | None = None,
+        kind: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+    ) -> int:
+        """How many runs `list_runs` pages through with the same filters."""
+
+    async def run_for_key(self, dedupe_key: str) -> RunRecord | None:
+        """The run created with this dedupe key (`RunRecord.dedupe_key`), if any."""
 
     async def claim(self, worker: str, now: float) -> RunRecord | None:
         """Mark and return the next runnable run for `worker`, or None.

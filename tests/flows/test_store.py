@@ -14,7 +14,8 @@ from typing import Any, TypeVar
 import duckdb
 import pytest
 
-from flows.duckdb_store import DuckDbStore, migrations
+from flows.duckdb_schema import migrations
+from flows.duckdb_store import DuckDbStore
 from flows.errors import StoreError
 from flows.records import LogRecord, RunRecord, StepRecord
 

@@ -1,0 +1,121 @@
+"""Script runs through the engine: recorded in the history like one-step flows."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from flows.errors import ApprovalError
+from kernels.errors import ArgumentError, ScriptError
+from tests.conftest import wait_for
+
+
+def _submit_script(flows, source, args, **options):
+    async def go():
+        run = await flows.dispatcher.submit_script(source, args, **options)
+        return await flows.dispatcher.wait(run.id)
+
+    return flows.portal.run(go())
+
+
+def test_python_script_run_is_recorded_with_result_logs_and_step(flows):
+    source = (
+        "def main(name: str, times: int = 2):\n    print('hi', name)\n    return name * times\n"
+    )
+    outcome = _submit_script(
+        flows, source, {"name": "ab"}, path="u/alice/greet", trigger="webhook", actor="alice"
+    )
+    run = outcome.run
+    assert (run.status, run.result, run.kind, run.language) == (
+        "success",
+        "abab",
+        "script",
+        "python",
+    )
+    assert run.args == {"name": "ab", "times": 2}  # defaults are part of the record
+    stored = flows.portal.run(flows.store.get_run(run.id))
+    assert (stored.trigger, stored.actor, stored.result) == ("webhook", "alice", "abab")
+    steps = flows.steps(run.id)
+    assert [(s.key, s.status, s.result) for s in steps] == [("main", "success", "abab")]
+    logs = flows.portal.run(flows.store.logs(run.id))
+    assert "".join(log.text for log in logs) == "hi ab\n"
+
+
+def test_argument_that_looks_like_an_expression_is_data_not_code(flows):
+    source = "def main(text: str):\n    return text\n"
+    outcome = _submit_script(flows, source, {"text": "${{ flow_input }}"}, path="u/a/echo")
+    assert outcome.run.result == "${{ flow_input }}"
+
+
+def test_failed_script_run_keeps_the_error(flows):
+    source = "def main():\n    raise ValueError('no stock')\n"
+    run = _submit_script(flows, source, {}, path="u/a/fail").run
+    assert run.status == "failure"
+    assert run.error["message"] == "no stock" and run.error["name"] == "ValueError"
+
+
+def test_bash_and_sql_script_runs(flows):
+    bash = 'name="$1"\necho "hello $name"\n'
+    run = _submit_script(flows, bash, {"name": "bob"}, path="u/a/sh", language="bash").run
+    assert run.status == "success" and "hello bob" in str(run.result)
+    sql = "-- $n (integer) = 3\nselect range as i from range($n)\n"
+    run = _submit_script(flows, sql, {}, path="u/a/q", language="sql").run
+    assert (run.status, run.result) == ("success", [{"i": 0}, {"i": 1}, {"i": 2}])
+
+
+def test_bad_arguments_and_broken_scripts_are_refused_before_anything_is_stored(flows):
+    before = flows.portal.run(flows.store.count_runs())
+    with pytest.raises(ArgumentError, match="times"):
+        _submit_script(flows, "def main(times: int):\n    return times\n", {"times": "x"})
+    with pytest.raises(ScriptError):
+        _submit_script(flows, "x = 1\n", {})
+    assert flows.portal.run(flows.store.count_runs()) == before
+
+
+def test_cancel_stops_a_running_script_and_records_it(flows):
+    source = "import time\ndef main():\n    print('started', flush=True)\n    time.sleep(60)\n"
+
+    async def start():
+        return await flows.dispatcher.submit_script(source, {}, path="u/a/slow")
+
+    run = flows.portal.run(start())
+    wait_for(
+        lambda: flows.portal.run(flows.store.logs(run.id)), what="the script to start printing"
+    )
+    began = time.monotonic()
+    cancelled = flows.portal.run(flows.dispatcher.cancel(run.id, reason="stopped by alice"))
+    assert time.monotonic() - began < 10
+    assert cancelled.status == "cancelled"
+    assert cancelled.error == {"message": "stopped by alice", "name": "Cancelled"}
+    with pytest.raises(ApprovalError, match="already ended"):
+        flows.portal.run(flows.dispatcher.cancel(run.id))
+
+
+def test_dedupe_key_gives_one_run_per_key(flows):
+    async def twice():
+        a = await flows.engine.submit_script("def main():\n    return 1\n", {}, dedupe_key="k:1")
+        b = await flows.engine.submit_script("def main():\n    return 1\n", {}, dedupe_key="k:1")
+        return a, b, await flows.store.run_for_key("k:1")
+
+    a, b, found = flows.portal.run(twice())
+    assert a.id == b.id == found.id
+
+
+def test_list_and_count_runs_with_filters(flows):
+    for i in range(3):
+        _submit_script(
+            flows, "def main():\n    return 1\n", {}, path=f"f/filters/s{i}", trigger="schedule:x"
+        )
+    _submit_script(flows, "def main():\n    raise ValueError()\n", {}, path="f/filters/bad")
+    store = flows.store
+    run = flows.portal.run
+    assert run(store.count_runs(path="f/filters/")) == 4
+    assert run(store.count_runs(path="f/filters/", status="failure")) == 1
+    assert run(store.count_runs(trigger="schedule:")) >= 3
+    page = run(store.list_runs(path="f/filters/", limit=2, offset=1))
+    assert [r.path for r in page] == ["f/filters/s2", "f/filters/s1"]
+    newest = run(store.list_runs(path="f/filters/", limit=1))[0]
+    assert run(store.count_runs(path="f/filters/", since=newest.created_at)) == 1
+    assert run(store.count_runs(path="f/filters/", until=newest.created_at)) == 3
+    assert run(store.count_runs(path="f/filters/", kind="flow")) == 0
