@@ -12,6 +12,7 @@ BENCHMARKS = {
     "kernels": "benchmarks.kernels",
     "flows": "benchmarks.flows",
     "store": "benchmarks.store",
+    "studio": "benchmarks.studio",
 }
 
 

@@ -165,6 +165,11 @@ class Dispatcher:
                 self._cancelling.discard(run_id)
                 return
             raise
+        except Exception as exc:  # the store failed under the run: tell whoever waits
+            for future in self._waiters.pop(run_id, []):
+                if not future.done():
+                    future.set_exception(exc)
+            raise
         finally:
             self._active.pop(run_id, None)
             if run.concurrency_key is not None or len(self._active) + 1 >= self.max_parallel:

@@ -247,6 +247,24 @@ class DuckDbStore:
         row = STEPS.row(step, what)
         await self._submit(what, lambda txn: txn.put_step(row, new=new))
 
+    async def finish_run(
+        self, run_id: str, steps: Sequence[tuple[StepRecord, bool]], **fields: Any
+    ) -> None:
+        """Commit step attempts (each with its `new` flag) and the run's fields together."""
+        what = f"finish_run {run_id!r}"
+        if unknown := sorted(set(fields) - RUN_FIELDS):
+            raise StoreError(f"{what}: a run has no field {', '.join(unknown)}")
+        rows = [(STEPS.row(step, what), new) for step, new in steps]
+        values = {f: dumps(v, what, f) if f in RUNS.json_fields else v for f, v in fields.items()}
+
+        def write(txn: Txn) -> None:
+            for row, new in rows:
+                txn.put_step(row, new=new)
+            if values:
+                txn.update_run(run_id, values)
+
+        await self._submit(what, write)
+
     async def steps(self, run_id: str) -> list[StepRecord]:
         """Every attempt of every step of the run, in the order they started."""
 

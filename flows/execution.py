@@ -61,6 +61,8 @@ class RunExecution:
             self.latest[attempt.key] = attempt
         self.log_seq = 0
         self._pending_logs: list[LogRecord] = []
+        self._deferred: list[tuple[StepRecord, bool]] = []
+        self.creating: asyncio.Future[None] | None = None  # the run's own record, in flight
         self._background: set[asyncio.Task[None]] = set()
         self.waiting: Literal["approval", "sleep"] | None = None
         self.links: dict[str, str] = {}
@@ -96,6 +98,8 @@ class RunExecution:
 
     async def run_step(self, step: StepSpec, scope: Scope, key: str) -> Any:
         """Run one step (with its options), or replay its committed result."""
+        # Whatever ended before this step is durable before this step starts.
+        await self.commit_deferred()
         latest = self.latest.get(key)
         if latest is not None and latest.status in ("success", "skipped"):
             return latest.result
@@ -222,13 +226,12 @@ class RunExecution:
                 assert retry is not None
                 await asyncio.sleep(retry.delay_before(failures + 1))
                 continue
-            await self.flush_logs()
             ended = replace(
                 running, status="success", args=args, result=result, finished_at=time.time()
             )
-            await self.record(
-                replace(ended, detail={"cached": True} if hit else None), new=not written
-            )
+            # Committed by the next step's start, or with the run's end when this was the
+            # last step (one commit instead of two for a run's last step).
+            self.defer(replace(ended, detail={"cached": True} if hit else None), new=not written)
             return result
 
     async def _execute(self, step: StepSpec, scope: Scope, key: str, args: dict[str, Any]) -> Any:
@@ -329,6 +332,22 @@ class RunExecution:
         self.latest[step.key] = step
         await self.store.record_step(step, new=new)
 
+    def defer(self, step: StepRecord, *, new: bool = False) -> None:
+        """Keep a finished attempt for the next `commit_deferred` (or the run's end)."""
+        self.latest[step.key] = step
+        self._deferred.append((step, new))
+
+    def take_deferred(self) -> list[tuple[StepRecord, bool]]:
+        """The attempts not committed yet; the caller commits them (`RunStore.finish_run`)."""
+        deferred, self._deferred = self._deferred, []
+        return deferred
+
+    async def commit_deferred(self) -> None:
+        """Commit the finished attempts kept by `defer` (durable when this returns)."""
+        if self._deferred:
+            deferred = self.take_deferred()
+            await asyncio.gather(*(self.store.record_step(step, new=new) for step, new in deferred))
+
     def record_soon(self, step: StepRecord, *, new: bool = False) -> None:
         """Queue a step attempt for the next group commit without waiting for it."""
         self.latest[step.key] = step
@@ -363,6 +382,11 @@ class RunExecution:
         task.add_done_callback(self._background.discard)
 
     async def settle(self) -> None:
+        """Make everything of this execution durable: logs, deferred and queued writes."""
+        if self.creating is not None:
+            creating, self.creating = self.creating, None
+            await creating
+        await self.commit_deferred()
         await self.flush_logs()
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)

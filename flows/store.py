@@ -8,6 +8,7 @@ returns: nothing is acknowledged before it is committed.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 from flows.records import LogRecord, RunRecord, StepRecord
@@ -72,6 +73,13 @@ class RunStore(Protocol):
         `new=True` promises that no row of this attempt exists yet (its first write), so
         a backend may insert it blindly, which costs DuckDB about half a replace.
         """
+
+    async def finish_run(
+        self, run_id: str, steps: Sequence[tuple[StepRecord, bool]], **fields: Any
+    ) -> None:
+        """Commit the given step attempts (each with its `new` flag, as in `record_step`)
+        and change the run's fields, in one transaction: a run's last step and its end
+        cost one commit."""
 
     async def steps(self, run_id: str) -> list[StepRecord]:
         """Every attempt of every step of the run, in the order they started."""

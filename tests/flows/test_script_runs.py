@@ -119,3 +119,23 @@ def test_list_and_count_runs_with_filters(flows):
     assert run(store.count_runs(path="f/filters/", since=newest.created_at)) == 1
     assert run(store.count_runs(path="f/filters/", until=newest.created_at)) == 3
     assert run(store.count_runs(path="f/filters/", kind="flow")) == 0
+
+
+def test_overlapped_run_is_durable_by_its_end(flows):
+    outcome = _submit_script(flows, "def main():\n    return 7\n", {}, path="u/a/o", overlap=True)
+    stored = flows.portal.run(flows.store.get_run(outcome.run.id))
+    assert (stored.status, stored.result) == ("success", 7)
+    assert [s.status for s in flows.steps(outcome.run.id)] == ["success"]
+
+
+def test_flow_steps_and_the_run_end_share_commits(flows):
+    """A run of three steps costs a commit per step boundary, not two per step."""
+    text = "steps:\n" + "".join(
+        f"  - id: s{i}\n    python: 'def main(): return {i}'\n" for i in range(3)
+    )
+    before = flows.store.commits
+    outcome = flows.run(text)
+    assert outcome.run.result == 2
+    # create, s0 (at s1's start), s1 (at s2's start), s2 + the run's end: 4 at most
+    assert flows.store.commits - before <= 4
+    assert [s.status for s in flows.steps(outcome.run.id)] == ["success"] * 3
