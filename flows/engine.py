@@ -69,6 +69,7 @@ class FlowEngine:
         worker: str | None = None,
         base_url: str = "",
         redact: Callable[[str], str] | None = None,
+        credentials: Callable[[RunRecord], tuple[str, str]] | None = None,
     ) -> None:
         self.store = store
         self.runner = runner
@@ -78,6 +79,8 @@ class FlowEngine:
         self.base_url = base_url.rstrip("/")
         # Applied to every log line before it is stored: the workspace hides secret values.
         self.redact = redact
+        # (base URL, token) a run's client (`import gristmill`) calls the server with.
+        self.credentials = credentials
         self._fresh: set[str] = set()
         # Claimed runs whose record is still being committed while they already run.
         self._creating: dict[str, asyncio.Future[None]] = {}

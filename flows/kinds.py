@@ -97,7 +97,7 @@ async def _run_script(
     result: RunResult = await ex.runner.run(
         script,
         args,
-        context=RunContext(run_id=ex.run.id, script_path=f"{ex.run.path}:{key}"),
+        context=_context(ex, key),
         limits=RunLimits(timeout_s=step.timeout),
         on_event=on_event,
     )
@@ -113,6 +113,16 @@ async def _run_script(
             "line": error.line,
         },
         retryable=error.kind != "input",
+    )
+
+
+def _context(ex: RunExecution, key: str) -> RunContext:
+    base_url, token = ex.engine.credentials(ex.run) if ex.engine.credentials else ("", "")
+    return RunContext(
+        run_id=ex.run.id,
+        script_path=ex.run.path if ex.run.kind == "script" else f"{ex.run.path}:{key}",
+        base_url=base_url,
+        token=token,
     )
 
 

@@ -38,7 +38,7 @@ import typing
 from collections.abc import Callable
 from typing import Any
 
-from kernels import framing
+from kernels import client, framing
 from kernels.values import ConversionError, NotJSONError, from_json, to_json
 
 _THIS_FILE = __file__
@@ -128,6 +128,8 @@ def run_connection(conn: socket.socket, relay: FdRelay | None = None) -> None:
 
 def _run_job(job: dict[str, Any], channel: Channel, relay: FdRelay) -> dict[str, Any]:
     _prepare_process(job)
+    # `import gristmill` in a script is the run's client (get_variable, set_state...).
+    sys.modules.setdefault("gristmill", client)
     sys.stdout = FrameWriter(channel, "stdout")
     sys.stderr = FrameWriter(channel, "stderr")
     _install_display(channel)

@@ -31,15 +31,27 @@ class RunContext:
 
     run_id: str = ""
     script_path: str = ""
+    # Where the run's client (`import gristmill`) reaches the server, and with what
+    # token: empty when nothing serves the API (a script run by the CLI).
+    base_url: str = ""
+    token: str = ""
 
     def environment(self) -> dict[str, str]:
         # Windmill's names too, so scripts written for it find their context.
-        return {
+        names = {
             "GRISTMILL_RUN_ID": self.run_id,
             "GRISTMILL_SCRIPT_PATH": self.script_path,
             "WM_JOB_ID": self.run_id,
             "WM_JOB_PATH": self.script_path,
         }
+        if self.base_url and self.token:
+            names |= {
+                "GRISTMILL_BASE_URL": self.base_url,
+                "GRISTMILL_TOKEN": self.token,
+                "BASE_INTERNAL_URL": self.base_url,
+                "WM_TOKEN": self.token,
+            }
+        return names
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,7 @@ def test_layout_directories_exist():
         assert (ROOT / name).is_dir(), name
 
 
-KERNEL_SIDE = ["kernel_app", "zygote", "child", "framing", "values"]
+KERNEL_SIDE = ["kernel_app", "zygote", "child", "framing", "values", "client"]
 
 
 @pytest.mark.parametrize("module", KERNEL_SIDE)
