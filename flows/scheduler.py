@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Literal, Protocol, Self
 
-from flows.schedules import ScheduleSpec, due_fires, next_fires
+from flows.schedules import ScheduleError, ScheduleSpec, due_fires, next_fires
 
 log = logging.getLogger(__name__)
 
@@ -186,7 +186,10 @@ class Scheduler:
         earliest = now + self.max_sleep
         for spec, _created in self.source.schedules():
             if spec.enabled:
-                upcoming = next_fires(spec, now, 1)
+                try:
+                    upcoming = next_fires(spec, now, 1)
+                except ScheduleError:
+                    continue  # tick() logs it
                 if upcoming:
                     earliest = min(earliest, upcoming[0])
         return max(0.0, earliest - now)
@@ -195,7 +198,12 @@ class Scheduler:
         """Start every due fire of every schedule (one pass; the loop calls it)."""
         now = self.now()
         for spec, created_at in self.source.schedules():
-            fires = due_fires(spec, self.source.last_fire(spec.path), now, created_at)
+            try:
+                fires = due_fires(spec, self.source.last_fire(spec.path), now, created_at)
+            except ScheduleError as exc:
+                # One bad stored schedule must not stop the others.
+                log.error("schedule %s cannot fire: %s", spec.path, exc)
+                continue
             for fire_at in fires:
                 try:
                     await self._fire(spec, fire_at)

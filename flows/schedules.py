@@ -43,8 +43,9 @@ class ScheduleError(FlowError):
 
 @dataclass(frozen=True)
 class ScheduleSpec:
-    """One schedule. `path` is the schedule's own path; like Windmill's primary schedule
-    it is also the script (or, with `is_flow`, the flow) it runs, with `args`.
+    """One schedule. `path` is the schedule's own path (the dedupe key uses it); it runs
+    the `target_kind` at `target_path` (None: at `path`, like Windmill's primary
+    schedule) with `args`.
 
     `catch_up` says what happens to fires missed while the server was down (see
     `due_fires`); `no_overlap` skips a fire while the previous run is still running;
@@ -62,7 +63,13 @@ class ScheduleSpec:
     on_failure: str | None = None
     on_recovery: str | None = None
     args: Mapping[str, Any] = field(default_factory=dict)
-    is_flow: bool = False
+    target_kind: Literal["script", "flow"] = "script"
+    target_path: str | None = None
+
+    @property
+    def runs(self) -> str:
+        """The path of the script or flow a fire runs."""
+        return self.target_path or self.path
 
 
 # ---------------------------------------------------------------------------- checking

@@ -1,0 +1,1 @@
+"""Authentication and authorisation: password hashing and the pure permission rules."""
