@@ -6,7 +6,7 @@ UV := $(VENV)/bin/uv
 DATA ?= .gristmill
 PORT ?= 8000
 
-.PHONY: serve test install install-test lint typecheck pytest bench clean
+.PHONY: serve test install install-test lint typecheck pytest bench clean chromium
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -37,7 +37,11 @@ typecheck: install-test
 pytest: install-test
 	$(PY) -m pytest -n 2 --dist loadgroup
 
-test: lint typecheck pytest
+# The UI tests drive Debian's chromium (never a downloaded browser); CI runs as root.
+chromium:
+	@test -x /usr/bin/chromium || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium)
+
+test: chromium lint typecheck pytest
 
 bench: install
 	$(PY) -m benchmarks kernels --json

@@ -1,82 +1,179 @@
-"""`gristmill serve`: the server process.
+"""`gristmill serve`: one process serving the studio pages (Panel on Bokeh's Tornado app),
+the REST API and `GET /api/health`, over one `Services`.
 
-Until the studio's pages arrive this serves a plain status page that says what is
-running (data directory, warm kernels per environment) and `GET /api/health`. It owns
-one `Services` for its lifetime and shuts down cleanly on SIGTERM or Ctrl-C.
+Security choices, in one place:
+- the websocket accepts only the origin the server is served on (never `*`);
+- Bokeh session ids are signed with a key kept in `<data>/keys/sessions.key` (0600);
+- every response (Bokeh's and Panel's handlers included, through an output transform)
+  carries a CSP, nosniff and a same-origin referrer policy;
+- our cookies never enter the session token Bokeh embeds in the page (see
+  `studio.pages.signin`); tracebacks are never served (Tornado's `serve_traceback` off).
+
+Panel takes ~2 s to import, so it is imported here only inside `serve()`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import html
 import json
+import os
+import secrets
 import signal
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
-import tornado.httpserver
-import tornado.netutil
 import tornado.web
 
 from studio.services import Services
 from studio.settings import Settings
 
+SESSION_KEY_FILE = Path("keys") / "sessions.key"
 
-class _Base(tornado.web.RequestHandler):
+# Bokeh renders its documents with inline <script> blocks and compiles some model code at
+# run time, so scripts need 'unsafe-inline' and 'unsafe-eval' (checked in Chromium: the
+# pages stay blank without them); Panel's ES-module components load from blob: URLs it
+# creates itself; Bokeh also injects inline styles. Everything else is 'self'.
+CONTENT_SECURITY_POLICY = "; ".join(
+    (
+        "default-src 'self'",
+        "script-src 'self' 'unsafe-inline' 'unsafe-eval' blob:",
+        "style-src 'self' 'unsafe-inline'",
+        "img-src 'self' data: blob:",
+        "font-src 'self' data:",
+        "connect-src 'self'",
+        "object-src 'none'",
+        "base-uri 'self'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+    )
+)
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "X-Frame-Options": "DENY",
+}
+
+
+class SecurityHeaders(tornado.web.OutputTransform):
+    """Adds the security headers to every response that did not set its own (an embed
+    route sets its own `frame-ancestors`)."""
+
+    def transform_first_chunk(
+        self, status_code: int, headers: Any, chunk: bytes, finishing: bool
+    ) -> tuple[int, Any, bytes]:
+        for name, value in SECURITY_HEADERS.items():
+            if name not in headers:
+                headers[name] = value
+        return status_code, headers, chunk
+
+
+class HealthHandler(tornado.web.RequestHandler):
+    """`GET /api/health`: no secrets, no user data; what an operator's probe needs."""
+
     def initialize(self, services: Services, started: float) -> None:
         self.services = services
         self.started = started
 
-    def set_default_headers(self) -> None:
-        self.set_header("X-Content-Type-Options", "nosniff")
-        self.set_header("Referrer-Policy", "same-origin")
-        self.set_header("Content-Security-Policy", "default-src 'self'; frame-ancestors 'none'")
-
-    def status(self) -> dict[str, Any]:
-        return {
-            "status": "ok",
-            "uptime_s": round(time.monotonic() - self.started, 1),
-            "data": str(self.services.settings.data),
-            "kernels": self.services.pool.stats(),
-            "flow_runs_in_progress": self.services.dispatcher.busy
-            if self.services.dispatcher
-            else 0,
-        }
-
-
-class HealthHandler(_Base):
     def get(self) -> None:
         self.set_header("Content-Type", "application/json")
-        self.write(json.dumps(self.status()))
-
-
-class StatusPage(_Base):
-    def get(self) -> None:
-        status = self.status()
-        rows = "".join(
-            f"<tr><td>{html.escape(env)}</td><td>{s['idle']}</td><td>{s['leased']}</td><td>{s['starting']}</td></tr>"
-            for env, s in status["kernels"].items()
-        )
+        self.set_header("Cache-Control", "no-store")
         self.write(
-            "<!doctype html><html><head><meta charset='utf-8'><title>Gristmill</title>"
-            "<meta name='viewport' content='width=device-width, initial-scale=1'></head>"
-            "<body style='font-family: system-ui, sans-serif; max-width: 40rem; margin: 2rem auto'>"
-            "<h1>Gristmill is running</h1>"
-            f"<p>Data directory: <code>{html.escape(status['data'])}</code></p>"
-            "<h2>Warm kernels</h2><table><tr><th>environment</th><th>idle</th><th>busy</th><th>starting</th></tr>"
-            f"{rows}</table>"
-            "<p>The studio pages (editor, forms, runs) are not built yet; run scripts with "
-            "<code>gristmill run FILE -a NAME=VALUE</code>. Health: <a href='/api/health'>/api/health</a>.</p>"
-            "</body></html>"
+            json.dumps(
+                {
+                    "status": "ok",
+                    "uptime_s": round(time.monotonic() - self.started, 1),
+                    "data": str(self.services.settings.data),
+                    "kernels": self.services.pool.stats(),
+                    "flow_runs_in_progress": self.services.dispatcher.busy
+                    if self.services.dispatcher
+                    else 0,
+                }
+            )
         )
 
 
-def make_app(services: Services, started: float) -> tornado.web.Application:
-    context = {"services": services, "started": started}
-    return tornado.web.Application(
-        [(r"/", StatusPage, context), (r"/api/health", HealthHandler, context)]
+def session_secret(data_dir: Path) -> bytes:
+    """The key that signs Bokeh session ids: created once (0600), then read back."""
+    path = data_dir / SESSION_KEY_FILE
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        key = path.read_bytes().strip()
+        if len(key) < 32:
+            raise ValueError(
+                f"{path}: the session key is {len(key)} bytes; expected at least 32 "
+                "(delete the file to have a new one made)"
+            ) from None
+        return key
+    key = secrets.token_urlsafe(48).encode()
+    with os.fdopen(fd, "wb") as out:
+        out.write(key)
+    return key
+
+
+def websocket_origins(host: str, port: int) -> list[str]:
+    """The exact origins a browser shows for this server (loopback has two spellings)."""
+    loopback = {"127.0.0.1", "localhost", "::1"}
+    names = {host} | ({"127.0.0.1", "localhost"} if host in loopback else set())
+    return sorted(f"{name}:{port}" for name in names)
+
+
+def _api_routes(services: Services) -> list[Any]:
+    """The REST API's routes, once `studio.api` provides them."""
+    try:
+        from studio.api import api_routes
+    except ImportError as exc:
+        if exc.name is not None and not exc.name.startswith("studio.api"):
+            raise
+        return []
+    return list(api_routes(services))
+
+
+def build_server(services: Services, settings: Settings) -> Any:
+    """The Panel/Bokeh server on the running loop, listening but not started."""
+    from panel.io.application import build_applications
+    from panel.io.server import get_server
+
+    from studio.pages import page_functions
+    from studio.pages.signin import SESSION_COOKIE, PageAuth, UserHandler, signin_routes
+
+    started = time.monotonic()
+    apps = build_applications(page_functions(services), title="Gristmill")  # type: ignore[arg-type]
+    for app in apps.values():
+        app.add(UserHandler(services))
+    extra = [
+        (r"/api/health", HealthHandler, {"services": services, "started": started}),
+        *signin_routes(services),
+        *_api_routes(services),
+    ]
+    server = get_server(
+        apps,  # type: ignore[arg-type]
+        port=settings.port,
+        address=settings.host,
+        start=False,
+        show=False,
+        title="Gristmill",
+        extra_patterns=extra,
+        auth_provider=PageAuth(services),
+        sign_sessions=True,
+        secret_key=session_secret(settings.data),
+        generate_session_ids=True,
+        # Our cookies and credentials stay out of the token Bokeh embeds in the page.
+        exclude_cookies=[SESSION_COOKIE, "_xsrf"],
+        exclude_headers=["Cookie", "Authorization"],
+        cookie_secret=secrets.token_urlsafe(32),
     )
+    tornado_app = server._tornado
+    # Bokeh learns the real port only when it binds (port 0 = any free one), after it
+    # has built its origin allow-list; replace that list with the exact origins.
+    tornado_app._websocket_origins = set(websocket_origins(settings.host, server.port or 0))
+    tornado_app.transforms.append(SecurityHeaders)
+    tornado_app.settings["serve_traceback"] = False
+    return server
 
 
 async def serve(settings: Settings) -> int:
@@ -84,22 +181,21 @@ async def serve(settings: Settings) -> int:
     settings.data.mkdir(parents=True, exist_ok=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
     # flows=True: the server owns the run store, so interrupted runs resume here.
     async with Services(settings, flows=True) as services:
         services.pool.warm(services.environments.default())
-        sockets = tornado.netutil.bind_sockets(settings.port, address=settings.host)
-        port = sockets[0].getsockname()[1]  # the real one when --port 0 asked for any free port
-        server = tornado.httpserver.HTTPServer(make_app(services, time.monotonic()))
-        server.add_sockets(sockets)
+        server = build_server(services, settings)
+        # After get_server: Panel installs its own SIGINT handler that stops the loop.
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        server.start()
         print(
-            f"Gristmill serving on http://{settings.host}:{port}/ (data: {settings.data})",
+            f"Gristmill serving on http://{settings.host}:{server.port}/ (data: {settings.data})",
             file=sys.stderr,
             flush=True,
         )
         await stop.wait()
         print("Gristmill stopping", file=sys.stderr, flush=True)
         server.stop()
-        await server.close_all_connections()
+        await server._http.close_all_connections()
     return 0

@@ -1,5 +1,6 @@
 """The one object that owns the long-lived parts: environments, kernel pool, runner,
-and (when flows are used) the run store, the flow engine and its dispatcher.
+and (when flows are used) the run store, the flow engine and its dispatcher, the
+secrets vault and the workspace (first start: admin account and examples).
 
 Created once per process (`async with Services(settings) as services:`) and passed
 down; nothing else holds global state.
@@ -18,14 +19,23 @@ from flows.engine import FlowEngine
 from kernels.environments import EnvironmentStore
 from kernels.pool import KernelPool, PoolConfig
 from kernels.runner import ScriptRunner
+from studio.bootstrap import Bootstrapped, bootstrap
 from studio.settings import Settings
+from studio.vault import Vault
+from studio.workspace.store import Workspace
 
 
 class Services:
-    """Started and stopped together; `flows=True` also opens the run store (it locks the file)."""
+    """Started and stopped together; `flows=True` also opens the run store (it locks the
+    file) and the workspace."""
 
     def __init__(
-        self, settings: Settings, *, pool_size: int | None = None, flows: bool = False
+        self,
+        settings: Settings,
+        *,
+        pool_size: int | None = None,
+        flows: bool = False,
+        bootstrap: bool = True,
     ) -> None:
         self.settings = settings
         self.environments = EnvironmentStore(settings.data / "envs")
@@ -40,10 +50,16 @@ class Services:
             self.pool, self.environments, interrupt_grace_s=settings.interrupt_grace
         )
         self._with_flows = flows
+        # The server bootstraps (admin account, examples); a one-off CLI run may opt out
+        # so that a generated admin password is not printed by `gristmill run`.
+        self._bootstrap = bootstrap
         self._stack = contextlib.AsyncExitStack()
         self.store: DuckDbStore | None = None
         self.engine: FlowEngine | None = None
         self.dispatcher: Dispatcher | None = None
+        self.vault: Vault | None = None
+        self.workspace: Workspace | None = None
+        self.bootstrapped: Bootstrapped | None = None
 
     async def __aenter__(self) -> Self:
         await self._stack.__aenter__()
@@ -54,9 +70,19 @@ class Services:
                 self.store = await self._stack.enter_async_context(
                     DuckDbStore(self.settings.data / "runs.duckdb")
                 )
+                self.vault = Vault.open(self.settings.data, self.settings.secret_key)
+                self.workspace = self._stack.enter_context(
+                    Workspace(self.settings.data / "workspace.db", self.vault)
+                )
+                if self._bootstrap:
+                    self.bootstrapped = bootstrap(self.workspace, self.settings)
                 key = load_or_create_key(self.settings.data / "keys" / "approvals.key")
                 self.engine = FlowEngine(
-                    self.store, self.runner, data_dir=self.settings.data, key=key
+                    self.store,
+                    self.runner,
+                    data_dir=self.settings.data,
+                    key=key,
+                    base_url=self.settings.base_url,
                 )
                 self.dispatcher = await self._stack.enter_async_context(
                     Dispatcher(self.store, self.engine)

@@ -36,6 +36,20 @@ class Settings(BaseSettings):
     interrupt_grace: float = Field(
         default=2.0, gt=0, description="seconds a run may take to stop once interrupted"
     )
+    admin_password: str | None = Field(
+        default=None,
+        description="password of the `admin` account created at first start (else generated and printed once)",
+    )
+    admin_token: str | None = Field(
+        default=None, description="an API token with admin rights, ensured at every start"
+    )
+    secret_key: str | None = Field(
+        default=None,
+        description="base64 key(s) encrypting secrets (else <data>/keys/secrets.key is used)",
+    )
+    base_url: str = Field(
+        default="", description="public URL of the server, for links (approvals, webhooks)"
+    )
 
     def with_overrides(self, **flags: object) -> Settings:
         """A copy with the flags that were given (None means not given)."""
