@@ -254,6 +254,7 @@ SQL_TYPES = {
     "attempt": "INTEGER",
     "priority": "INTEGER",
     "concurrency_limit": "INTEGER",
+    "progress": "INTEGER",
     "seq": "BIGINT",
     "recovered": "BOOLEAN",
     **dict.fromkeys(("args", "result", "error", "detail"), "JSON"),

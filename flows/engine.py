@@ -143,6 +143,7 @@ class FlowEngine:
         language: ScriptLanguage = "python",
         trigger: str = "cli",
         actor: str = "",
+        parent_run_id: str | None = None,
         claim: bool = False,
         overlap: bool = False,
         dedupe_key: str | None = None,
@@ -163,6 +164,7 @@ class FlowEngine:
             args=with_defaults(checked, schema),
             trigger=trigger,
             actor=actor,
+            parent_run_id=parent_run_id,
             created_at=time.time(),
             language=language,
             dedupe_key=dedupe_key,
@@ -362,7 +364,7 @@ class FlowEngine:
         waiting = [
             s for s in _latest_attempts(await self.store.steps(run_id)) if s.status == "waiting"
         ]
-        if step_key is not None:
+        if step_key:  # "" = a link for whichever step of the run waits (get_resume_urls)
             waiting = [s for s in waiting if s.key == step_key]
         if not waiting:
             raise ApprovalError(

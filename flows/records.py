@@ -51,6 +51,7 @@ class RunRecord:
     # A trigger that must not start the same run twice (a schedule's fire) names it here;
     # the store keeps one run per key (`RunStore.run_for_key`).
     dedupe_key: str | None = None
+    progress: int | None = None  # 0-100, as the run reports it (`gristmill.set_progress`)
 
 
 @dataclass(frozen=True)

@@ -200,7 +200,7 @@ def _run_sql_script(args: argparse.Namespace, source: str, values: dict[str, Any
 async def _run_flow(args: argparse.Namespace, definition: str, values: dict[str, Any]) -> int:
     from studio.services import Services
 
-    async with Services(_settings(args), pool_size=1, flows=True) as services:
+    async with Services(_settings(args), pool_size=1, flows=True, bootstrap=False) as services:
         assert services.engine is not None and services.dispatcher is not None
         run = await services.dispatcher.submit(
             definition, values, path=str(args.file), trigger="cli"
@@ -244,7 +244,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
     async def resume() -> int:
         from studio.services import Services
 
-        async with Services(_settings(args), pool_size=1, flows=True) as services:
+        async with Services(_settings(args), pool_size=1, flows=True, bootstrap=False) as services:
             assert services.engine is not None and services.dispatcher is not None
             await services.engine.resume(args.run_id, payload, approver=os.environ.get("USER", ""))
             services.dispatcher.wake()

@@ -15,12 +15,10 @@ Panel takes ~2 s to import, so it is imported here only inside `serve()`.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import secrets
 import signal
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -70,31 +68,6 @@ class SecurityHeaders(tornado.web.OutputTransform):
         return status_code, headers, chunk
 
 
-class HealthHandler(tornado.web.RequestHandler):
-    """`GET /api/health`: no secrets, no user data; what an operator's probe needs."""
-
-    def initialize(self, services: Services, started: float) -> None:
-        self.services = services
-        self.started = started
-
-    def get(self) -> None:
-        self.set_header("Content-Type", "application/json")
-        self.set_header("Cache-Control", "no-store")
-        self.write(
-            json.dumps(
-                {
-                    "status": "ok",
-                    "uptime_s": round(time.monotonic() - self.started, 1),
-                    "data": str(self.services.settings.data),
-                    "kernels": self.services.pool.stats(),
-                    "flow_runs_in_progress": self.services.dispatcher.busy
-                    if self.services.dispatcher
-                    else 0,
-                }
-            )
-        )
-
-
 def session_secret(data_dir: Path) -> bytes:
     """The key that signs Bokeh session ids: created once (0600), then read back."""
     path = data_dir / SESSION_KEY_FILE
@@ -141,12 +114,10 @@ def build_server(services: Services, settings: Settings) -> Any:
     from studio.pages import page_functions
     from studio.pages.signin import SESSION_COOKIE, PageAuth, UserHandler, signin_routes
 
-    started = time.monotonic()
     apps = build_applications(page_functions(services), title="Gristmill")  # type: ignore[arg-type]
     for app in apps.values():
         app.add(UserHandler(services))
     extra = [
-        (r"/api/health", HealthHandler, {"services": services, "started": started}),
         *signin_routes(services),
         *_api_routes(services),
     ]
@@ -182,13 +153,14 @@ async def serve(settings: Settings) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     # flows=True: the server owns the run store, so interrupted runs resume here.
-    async with Services(settings, flows=True) as services:
+    async with Services(settings, flows=True, scheduler=True) as services:
         services.pool.warm(services.environments.default())
         server = build_server(services, settings)
         # After get_server: Panel installs its own SIGINT handler that stops the loop.
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
         server.start()
+        services.set_public_url(f"http://{settings.host}:{server.port}")
         print(
             f"Gristmill serving on http://{settings.host}:{server.port}/ (data: {settings.data})",
             file=sys.stderr,

@@ -9,6 +9,7 @@ down; nothing else holds global state.
 from __future__ import annotations
 
 import contextlib
+import time
 from types import TracebackType
 from typing import Self
 
@@ -16,12 +17,16 @@ from flows.approvals import load_or_create_key
 from flows.dispatcher import Dispatcher
 from flows.duckdb_store import DuckDbStore
 from flows.engine import FlowEngine
+from flows.records import RunRecord
+from flows.scheduler import Scheduler
 from kernels.environments import EnvironmentStore
 from kernels.pool import KernelPool, PoolConfig
 from kernels.runner import ScriptRunner
 from studio.bootstrap import Bootstrapped, bootstrap
+from studio.job_tokens import RunTokens
+from studio.scheduling import DispatcherFires, WorkspaceSchedules
 from studio.settings import Settings
-from studio.vault import Vault
+from studio.vault import Vault, redact
 from studio.workspace.store import Workspace
 
 
@@ -36,6 +41,7 @@ class Services:
         pool_size: int | None = None,
         flows: bool = False,
         bootstrap: bool = True,
+        scheduler: bool = False,
     ) -> None:
         self.settings = settings
         self.environments = EnvironmentStore(settings.data / "envs")
@@ -53,6 +59,12 @@ class Services:
         # The server bootstraps (admin account, examples); a one-off CLI run may opt out
         # so that a generated admin password is not printed by `gristmill run`.
         self._bootstrap = bootstrap
+        self._with_scheduler = scheduler
+        # Where runs' clients and approval links reach this server; `serve` sets it once
+        # it knows its port (GRISTMILL_BASE_URL overrides, e.g. behind a proxy).
+        self.public_url = settings.base_url.rstrip("/")
+        self.run_tokens: RunTokens | None = None
+        self.scheduler: Scheduler | None = None
         self._stack = contextlib.AsyncExitStack()
         self.store: DuckDbStore | None = None
         self.engine: FlowEngine | None = None
@@ -77,20 +89,48 @@ class Services:
                 if self._bootstrap:
                     self.bootstrapped = bootstrap(self.workspace, self.settings)
                 key = load_or_create_key(self.settings.data / "keys" / "approvals.key")
+                self.run_tokens = RunTokens.open(self.settings.data / "keys" / "runs.key")
                 self.engine = FlowEngine(
                     self.store,
                     self.runner,
                     data_dir=self.settings.data,
                     key=key,
-                    base_url=self.settings.base_url,
+                    base_url=self.public_url,
+                    redact=self._redact,
+                    credentials=self._credentials,
                 )
                 self.dispatcher = await self._stack.enter_async_context(
                     Dispatcher(self.store, self.engine)
                 )
+                if self._with_scheduler:
+                    self.scheduler = await self._stack.enter_async_context(
+                        Scheduler(
+                            WorkspaceSchedules(self.workspace),
+                            DispatcherFires(self.workspace, self.dispatcher),
+                        )
+                    )
         except BaseException:
             await self._stack.aclose()
             raise
         return self
+
+    def set_public_url(self, url: str) -> None:
+        """The URL this server is reached at, unless GRISTMILL_BASE_URL already said."""
+        if not self.settings.base_url:
+            self.public_url = url.rstrip("/")
+            if self.engine is not None:
+                self.engine.base_url = self.public_url
+
+    def _redact(self, text: str) -> str:
+        # Secret values printed by a run never reach the store (nor its pages).
+        return redact(text, self.workspace.secret_values()) if self.workspace else text
+
+    def _credentials(self, run: RunRecord) -> tuple[str, str]:
+        """What a run's `import gristmill` client calls the server with: a token with the
+        permissions of whoever started the run (none for runs nobody started, CLI runs)."""
+        if not (self.public_url and run.actor and self.run_tokens):
+            return "", ""
+        return self.public_url, self.run_tokens.mint(run.id, run.actor, time.time())
 
     async def __aexit__(
         self,

@@ -22,6 +22,8 @@ import tornado.web
 from flows.errors import ApprovalError, ExpressionError, FlowSpecError
 from kernels.errors import ArgumentError, ScriptError
 from studio.auth.permissions import Action, Actor, Forbidden, can, require
+from studio.job_tokens import PREFIX as RUN_TOKEN_PREFIX
+from studio.job_tokens import RunClaims
 from studio.vault import redact
 from studio.workspace.errors import Conflict, Invalid, NotFound, WorkspaceError
 from studio.workspace.paths import check_path, owner_of
@@ -108,6 +110,7 @@ class ApiHandler(tornado.web.RequestHandler):
     """Authenticates the caller in `prepare`; `public = True` handlers accept anonymous calls."""
 
     public = False
+    run_claims: RunClaims | None = None  # set when a running script's client calls
 
     def initialize(self, services: Services, **route: Any) -> None:
         self.services = services
@@ -142,12 +145,15 @@ class ApiHandler(tornado.web.RequestHandler):
             scheme, _, value = header.partition(" ")
             if scheme.lower() != "bearer" or not value.strip():
                 raise ApiError(401, "the Authorization header must be 'Bearer <token>'")
-            resolved = self.workspace.resolve_token(value.strip(), now)
-            if resolved is None:
-                raise ApiError(401, "this API token is unknown, expired or revoked")
-            user, token = resolved
-            self.actor = self.workspace.actor(user.name, tuple(token.scopes) or None)
-            self.via = "token"
+            if value.strip().startswith(RUN_TOKEN_PREFIX):
+                self._run_token(value.strip(), now)
+            else:
+                resolved = self.workspace.resolve_token(value.strip(), now)
+                if resolved is None:
+                    raise ApiError(401, "this API token is unknown, expired or revoked")
+                user, token = resolved
+                self.actor = self.workspace.actor(user.name, tuple(token.scopes) or None)
+                self.via = "token"
         else:
             session = self.get_cookie(SESSION_COOKIE)
             signed = self.workspace.resolve_session(session, now) if session else None
@@ -160,6 +166,17 @@ class ApiHandler(tornado.web.RequestHandler):
             raise ApiError(
                 401, "sign in first: send 'Authorization: Bearer <token>' or a session cookie"
             )
+
+    def _run_token(self, value: str, now: float) -> None:
+        """A running script's client: the permissions of whoever started the run."""
+        tokens = self.services.run_tokens
+        claims = tokens.check(value, now) if tokens is not None else None
+        user = self.workspace.get_user(claims.actor) if claims is not None else None
+        if claims is None or user is None or user.disabled:
+            raise ApiError(401, "this run token is invalid or expired (runs' tokens end with them)")
+        self.actor = self.workspace.actor(user.name)
+        self.via = "run"
+        self.run_claims = claims
 
     def _check_xsrf(self) -> None:
         cookie = self.get_cookie(XSRF_COOKIE) or ""

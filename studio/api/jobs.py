@@ -150,20 +150,22 @@ class RunHandler(_RunsHandler):
             args = webhook_args(raw)
         except ValueError as exc:
             raise ApiError(400, str(exc)) from None
-        trigger = "webhook" if self.via == "token" else "manual"
+        trigger = {"token": "webhook", "run": "script"}.get(self.via or "", "manual")
+        # A caller that waits for the result lets the run start while its record commits.
+        options = {
+            "path": path,
+            "trigger": trigger,
+            "actor": actor.name,
+            "overlap": self.route["wait"],
+        }
+        if self.run_claims is not None:
+            options["parent_run_id"] = self.run_claims.run_id
         if kind == "script":
             run = await self.dispatcher.submit_script(
-                version.content,
-                args,
-                path=path,
-                language=version.language,
-                trigger=trigger,
-                actor=actor.name,
+                version.content, args, language=version.language, **options
             )
         else:
-            run = await self.dispatcher.submit(
-                version.content, args, path=path, trigger=trigger, actor=actor.name
-            )
+            run = await self.dispatcher.submit(version.content, args, **options)
         if not self.route["wait"]:
             self.reply({"job_id": run.id}, 202)
             return

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from studio.api.openapi_runtime import runtime_paths
 from studio.api.openapi_schemas import (
     ANY,
     FLOW_BODY,
@@ -518,6 +519,7 @@ def build_openapi(base_url: str = "") -> dict[str, Any]:
         ),
         get_params=[],
     )
+    paths |= runtime_paths()
     signing_kind = param("kind", "path", {"enum": ["script", "flow"]})
     paths["/api/webhook_signing/{kind}/{path}"] = {
         "get": op(

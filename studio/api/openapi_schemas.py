@@ -35,10 +35,9 @@ SCHEMAS: dict[str, Any] = {
         error=obj(["message"], message={"type": "string"}, field={"type": "string"}),
     ),
     "Health": obj(
-        ["status", "uptime_s", "data", "kernels", "flow_runs_in_progress"],
+        ["status", "uptime_s", "kernels", "flow_runs_in_progress"],
         status={"type": "string"},
         uptime_s={"type": "number"},
-        data={"type": "string"},
         kernels={"type": "object"},
         flow_runs_in_progress={"type": "integer"},
     ),

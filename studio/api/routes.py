@@ -12,7 +12,7 @@ import json
 import time
 from typing import Any
 
-from studio.api import admin, auth, config, items, jobs
+from studio.api import admin, auth, config, items, jobs, runtime
 from studio.api.base import ApiHandler, NotFoundHandler
 from studio.api.openapi import build_openapi
 from studio.services import Services
@@ -21,7 +21,8 @@ Rule = tuple[str, type[ApiHandler], dict[str, Any]]
 
 
 class HealthHandler(ApiHandler):
-    """`GET /api/health`: no sign-in; what is running."""
+    """`GET /api/health`: no sign-in; what is running (no paths, no user data: anyone
+    may ask)."""
 
     public = True
 
@@ -34,7 +35,6 @@ class HealthHandler(ApiHandler):
             {
                 "status": "ok",
                 "uptime_s": round(time.monotonic() - self.route["started"], 1),
-                "data": str(services.settings.data),
                 "kernels": services.pool.stats(),
                 "flow_runs_in_progress": services.dispatcher.busy if services.dispatcher else 0,
             }
@@ -105,6 +105,11 @@ def api_routes(services: Services) -> list[Rule]:
         (r"/api/schedules", config.SchedulesHandler, base),
         (r"/api/schedules/(.+)", config.ScheduleHandler, base),
         (r"/api/webhook_signing/(script|flow)/(.+)", config.WebhookSigningHandler, base),
+        (r"/api/runtime/variables/(.+)", runtime.VariableHandler, base),
+        (r"/api/runtime/resources/(.+)", runtime.ResourceHandler, base),
+        (r"/api/runtime/state", runtime.StateHandler, base),
+        (r"/api/runtime/resume_urls", runtime.ResumeUrlsHandler, base),
+        (r"/api/runtime/progress", runtime.ProgressHandler, base),
         (r"/api/.*", NotFoundHandler, base),
     ]
     return rules

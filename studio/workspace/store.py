@@ -4,7 +4,8 @@ One object per process, opened as a context manager and kept by `Services`. Its
 methods are synchronous: SQLite point operations take microseconds, so callers on the
 event loop call them directly. The parts live by concern in `store_access.py` (users,
 groups, folders, tokens, sessions), `store_items.py` (scripts and flows) and
-`store_config.py` (variables, secrets, resources, schedules, webhook signing, audit).
+`store_config.py` (variables, secrets, resources, schedules, webhook signing, audit)
+and `store_state.py` (state scripts keep between runs).
 
 Workspace itself audits nothing implicitly except `rotate_secrets`: the caller (the
 API) knows who acted and why, and records it with `audit()`.
@@ -22,9 +23,10 @@ from studio.workspace.store_access import AccessStore
 from studio.workspace.store_base import Caches
 from studio.workspace.store_config import ConfigStore
 from studio.workspace.store_items import ItemStore
+from studio.workspace.store_state import StateStore
 
 
-class Workspace(AccessStore, ItemStore, ConfigStore):
+class Workspace(AccessStore, ItemStore, ConfigStore, StateStore):
     """Users and rights, scripts and flows with versions, variables and secrets,
     resources, schedules, webhook signing and the audit log, in `path` (workspace.db)."""
 

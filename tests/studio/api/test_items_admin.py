@@ -321,7 +321,7 @@ def test_variables_set_and_secret_never_echoed(api: Api) -> None:
 
 def test_health_keeps_the_server_fields(api: Api) -> None:
     body = api.call("GET", "/api/health", role="anon").body
-    assert set(body) == {"status", "uptime_s", "data", "kernels", "flow_runs_in_progress"}
+    assert set(body) == {"status", "uptime_s", "kernels", "flow_runs_in_progress"}
 
 
 def test_openapi_document_is_served(api: Api) -> None:

@@ -1,0 +1,79 @@
+"""OpenAPI paths of `/api/runtime/`: what a running script's client calls (runtime.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from studio.api.openapi_schemas import PATH, obj, op, query
+
+_ANY: dict[str, Any] = {}
+
+
+def runtime_paths() -> dict[str, Any]:
+    value = obj(["path", "value"], path={"type": "string"}, value=_ANY)
+    return {
+        "/api/runtime/variables/{path}": {
+            "get": op(
+                "A variable's value for a running script, secrets included (audited)",
+                "runtime",
+                {
+                    "200": (
+                        "the value",
+                        {
+                            **value,
+                            "properties": {**value["properties"], "secret": {"type": "boolean"}},
+                        },
+                    )
+                },
+                params=[PATH],
+            )
+        },
+        "/api/runtime/resources/{path}": {
+            "get": op(
+                "A resource's value for a running script",
+                "runtime",
+                {"200": ("the value", value)},
+                params=[PATH],
+            )
+        },
+        "/api/runtime/state": {
+            "get": op(
+                "The state the calling run's script kept (run token only)",
+                "runtime",
+                {"200": ("the state", obj(["key", "value"], key={"type": "string"}, value=_ANY))},
+                params=[query("key", {"type": "string"})],
+            ),
+            "put": op(
+                "Keep state for the calling run's script (run token only)",
+                "runtime",
+                {"200": ("kept", obj(["key"], key={"type": "string"}))},
+                body=obj(["value"], value=_ANY, key={"type": ["string", "null"]}),
+            ),
+        },
+        "/api/runtime/resume_urls": {
+            "get": op(
+                "Signed resume and cancel links for the calling flow run's next approval",
+                "runtime",
+                {
+                    "200": (
+                        "the links",
+                        obj(
+                            ["resume", "cancel", "approvalPage"],
+                            resume={"type": "string"},
+                            cancel={"type": "string"},
+                            approvalPage={"type": "string"},
+                        ),
+                    )
+                },
+                params=[query("approver", {"type": "string"})],
+            )
+        },
+        "/api/runtime/progress": {
+            "post": op(
+                "Report the calling run's progress (0-100)",
+                "runtime",
+                {"200": ("recorded", obj(["progress"], progress={"type": "integer"}))},
+                body=obj(["progress"], progress={"type": "integer", "minimum": 0, "maximum": 100}),
+            )
+        },
+    }
