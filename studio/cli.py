@@ -19,6 +19,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+from studio.sync import add_sync_arguments, sync_main
+
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_SUSPENDED = 0, 1, 2, 3
 
 
@@ -78,7 +80,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--sql", metavar="QUERY", help="a read-only query over the tables runs, steps and logs"
     )
     runs.add_argument("--limit", type=int, default=20)
+    runs.add_argument(
+        "--url",
+        help="ask this server instead of opening the store (default: when a server holds the "
+        "store, $GRISTMILL_URL or http://127.0.0.1:8000)",
+    )
+    runs.add_argument("--token", help="API token for --url (default: $GRISTMILL_TOKEN)")
     runs.add_argument("--data", type=Path, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+
+    sync = commands.add_parser(
+        "sync", help="write a workspace to plain files (pull) or upload them (push), for git"
+    )
+    add_sync_arguments(sync)
 
     serve = commands.add_parser("serve", help="start the server")
     serve.add_argument("--port", type=int)
@@ -275,24 +288,78 @@ def cmd_runs(args: argparse.Namespace) -> int:
         async with DuckDbStore(settings.data / "runs.duckdb") as store:
             if args.sql:
                 columns, rows = await store.query(args.sql)
-                for row in rows:
-                    print(json.dumps(dict(zip(columns, row, strict=True)), default=str))
+                _print_rows(columns, [list(row) for row in rows])
                 return EXIT_OK
-            for run in await store.list_runs(limit=args.limit):
-                print(
-                    json.dumps(
-                        {
-                            "id": run.id,
-                            "path": run.path,
-                            "status": run.status,
-                            "created_at": run.created_at,
-                            "trigger": run.trigger,
-                        }
-                    )
-                )
+            _print_runs([_run_summary(run) for run in await store.list_runs(limit=args.limit)])
         return EXIT_OK
 
-    return asyncio.run(runs())
+    if args.url:
+        return _runs_from_server(args, args.url)
+    from flows.errors import StoreError
+
+    try:
+        return asyncio.run(runs())
+    except StoreError as exc:
+        if "in use by another Gristmill process" not in str(exc):
+            raise
+        # `gristmill serve` holds the store: ask it (DuckDB lets no other process read).
+        url = os.environ.get("GRISTMILL_URL", "http://127.0.0.1:8000")
+        if not (args.token or os.environ.get("GRISTMILL_TOKEN")):
+            raise BadInput(
+                f"{exc}. While the server runs, query it: pass --token (or set "
+                f"GRISTMILL_TOKEN) and --url (default {url})"
+            ) from None
+        return _runs_from_server(args, url)
+
+
+def _runs_from_server(args: argparse.Namespace, url: str) -> int:
+    from studio.api_client import ApiClientError, Client, HttpError
+
+    token = args.token or os.environ.get("GRISTMILL_TOKEN", "")
+    if not token:
+        raise BadInput("--url needs an API token: pass --token or set GRISTMILL_TOKEN")
+    client = Client(url, token)
+    try:
+        if args.sql:
+            answer = client.call("POST", "/api/history/sql", {"sql": args.sql})
+            _print_rows(answer["columns"], answer["rows"])
+        else:
+            _print_runs(client.call("GET", f"/api/jobs?limit={args.limit}")["items"])
+    except HttpError as exc:
+        if exc.status in (400, 422):
+            raise BadInput(str(exc)) from None
+        _error(str(exc))
+        return EXIT_FAILED
+    except ApiClientError as exc:
+        _error(str(exc))
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def _run_summary(run: Any) -> dict[str, Any]:
+    return {
+        "id": run.id,
+        "path": run.path,
+        "status": run.status,
+        "created_at": run.created_at,
+        "trigger": run.trigger,
+    }
+
+
+def _print_runs(runs: list[dict[str, Any]]) -> None:
+    for run in runs:
+        print(
+            json.dumps({k: run.get(k) for k in ("id", "path", "status", "created_at", "trigger")})
+        )
+
+
+def _print_rows(columns: list[str], rows: list[list[Any]]) -> None:
+    for row in rows:
+        print(json.dumps(dict(zip(columns, row, strict=True)), default=str))
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    return sync_main(args)
 
 
 async def _run(args: argparse.Namespace, script: Any, values: dict[str, Any]) -> int:
@@ -351,6 +418,7 @@ _COMMANDS = {
     "resume": cmd_resume,
     "cancel": cmd_cancel,
     "runs": cmd_runs,
+    "sync": cmd_sync,
     "serve": cmd_serve,
 }
 

@@ -24,9 +24,6 @@ import json
 import os
 import sys
 import tempfile
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -34,6 +31,7 @@ from typing import Any
 
 import yaml
 
+from studio.api_client import ApiClientError, Client, HttpError
 from studio.workspace.errors import Invalid
 from studio.workspace.paths import check_name, check_path
 
@@ -381,54 +379,6 @@ def _workspace_files(directory: Path) -> set[str]:
 # ---------------------------------------------------------------------------- server
 
 
-class HttpError(SyncError):
-    """The server refused a request; `status` is the HTTP status (0: no answer at all)."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-class Client:
-    """The REST API, authenticated with a bearer token (stdlib only: the CLI stays light)."""
-
-    def __init__(self, url: str, token: str, *, timeout: float = 30.0) -> None:
-        self.url = url.rstrip("/")
-        self.token = token
-        self.timeout = timeout
-
-    def call(self, method: str, route: str, body: dict[str, Any] | None = None) -> Any:
-        data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(
-            self.url + urllib.parse.quote(route, safe="/?=&"),
-            data=data,
-            method=method,
-            headers={"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"},
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as answer:
-                return json.loads(answer.read() or b"null")
-        except urllib.error.HTTPError as exc:
-            raise HttpError(exc.code, f"{method} {route}: {exc.code} {_message(exc)}") from None
-        except (urllib.error.URLError, OSError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise HttpError(0, f"cannot reach the server at {self.url}: {reason}") from None
-
-    def items(self, route: str) -> list[dict[str, Any]]:
-        answer = self.call("GET", route)
-        if not isinstance(answer, dict) or not isinstance(answer.get("items"), list):
-            raise SyncError(f"GET {route}: expected {{'items': [...]}} from the server")
-        return answer["items"]
-
-
-def _message(exc: urllib.error.HTTPError) -> str:
-    try:
-        error = json.loads(exc.read()).get("error", {})
-        return str(error.get("message") or exc.reason)
-    except (ValueError, AttributeError):
-        return str(exc.reason)
-
-
 def fetch_snapshot(client: Client, known: Snapshot | None = None) -> Snapshot:
     """Everything sync covers on the server. Scripts and flows whose hash matches `known`
     reuse its content instead of being downloaded again."""
@@ -594,7 +544,7 @@ def sync_main(args: argparse.Namespace | Sequence[str]) -> int:
         lines = run(client, args.directory, delete=args.delete, dry_run=args.dry_run)
     except HttpError as exc:
         return _fail(EXIT_BAD_INPUT if exc.status in (400, 422) else EXIT_FAILED, str(exc))
-    except SyncError as exc:
+    except (SyncError, ApiClientError) as exc:
         return _fail(EXIT_BAD_INPUT, str(exc))
     for line in lines:
         print(line)

@@ -1,4 +1,5 @@
-"""OpenAPI paths of `/api/runtime/`: what a running script's client calls (runtime.py)."""
+"""OpenAPI paths of `/api/runtime/` (what a running script's client calls, runtime.py)
+and of `/api/history/sql` (history.py)."""
 
 from __future__ import annotations
 
@@ -66,6 +67,24 @@ def runtime_paths() -> dict[str, Any]:
                     )
                 },
                 params=[query("approver", {"type": "string"})],
+            )
+        },
+        "/api/history/sql": {
+            "post": op(
+                "A read-only SQL query over the run history: tables runs, steps, logs (admins)",
+                "runs",
+                {
+                    "200": (
+                        "columns and rows",
+                        obj(
+                            ["columns", "rows", "truncated"],
+                            columns={"type": "array", "items": {"type": "string"}},
+                            rows={"type": "array", "items": {"type": "array"}},
+                            truncated={"type": "boolean"},
+                        ),
+                    )
+                },
+                body=obj(["sql"], sql={"type": "string", "minLength": 1}),
             )
         },
         "/api/runtime/progress": {

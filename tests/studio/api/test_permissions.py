@@ -134,6 +134,14 @@ CASES: list[Case] = [
     ),
     Case("GET", "/api/webhook_signing/script/f/team/sig", READERS),
     Case("PUT", "/api/webhook_signing/script/f/team/sig", WRITERS, {"tolerance_s": 30}),
+    Case("POST", "/api/history/sql", ADMIN, {"sql": "select count(*) from runs"}),
+    Case("GET", "/api/runtime/variables/f/team/plain", READERS),
+    Case("GET", "/api/runtime/variables/u/bob/token", ADMIN, private=True),
+    Case("GET", "/api/runtime/resources/f/team/db", READERS),
+    # about "this run": a user's token is refused with 400, never allowed (see test_runtime)
+    Case("GET", "/api/runtime/state", set()),
+    Case("POST", "/api/runtime/progress", set(), {"progress": 5}),
+    Case("GET", "/api/runtime/resume_urls", set()),
     Case("POST", "/api/auth/logout", ALL),
 ]
 
@@ -148,6 +156,7 @@ def ids(api: Api) -> dict[str, str]:
     ws.set_webhook_signing("script", "f/team/sig", secret="sig-secret-long-enough", tolerance_s=300)
     ws.set_variable("u/bob/token", "bobs value")
     ws.set_resource_type("matrix", {"type": "object"})
+    ws.set_resource("f/team/db", "matrix", {})
     team = api.call("POST", "/api/run_wait/script/f/team/hello", role="dev").body["job_id"]
     bob = api.call("POST", "/api/run_wait/script/u/bob/private", role="bob").body["job_id"]
     return {"team_job": team, "bob_job": bob}
@@ -171,6 +180,8 @@ def test_route_role(api: Api, ids: dict[str, str], case: Case, role: str) -> Non
         assert response.status == 401, (url, response.status, response.body)
     elif case.private:
         assert response.status == 404, (role, url, response.status, response.body)
+    elif "/api/runtime/" in url and not case.allowed:
+        assert response.status == 400, (role, url, response.status, response.body)
     else:
         assert response.status in (403, 404), (role, url, response.status, response.body)
     assert "Traceback" not in str(response.body) or "run_wait" in url
