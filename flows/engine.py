@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 from flows import approvals
 from flows.errors import ApprovalError, ExpressionError, FlowError, Suspend
-from flows.execution import RunExecution, StopBody, with_defaults
+from flows.execution import RunExecution, StopBody, redact_json, with_defaults
 from flows.kinds import StepFailed
 from flows.records import FINISHED, RunRecord, StepRecord
 from flows.scope import Scope
@@ -335,9 +335,13 @@ class FlowEngine:
             "worker": None,
             "wake_at": None,
         }
+        stored = dict(fields)
+        if self.redact is not None:  # secret values never reach the store
+            stored["result"] = redact_json(result, self.redact)
+            stored["error"] = redact_json(error, self.redact)
         # Queued together, so the logs, the last step and the run's end share a commit.
         await asyncio.gather(
-            execution.settle(), self.store.finish_run(execution.run.id, last_steps, **fields)
+            execution.settle(), self.store.finish_run(execution.run.id, last_steps, **stored)
         )
         return Outcome(replace(execution.run, **fields))
 

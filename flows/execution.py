@@ -14,6 +14,7 @@ import asyncio
 import hashlib
 import json
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -330,7 +331,7 @@ class RunExecution:
     async def record(self, step: StepRecord, *, new: bool = False) -> None:
         """Commit a step attempt (durable when this returns); `new` as in RunStore.record_step."""
         self.latest[step.key] = step
-        await self.store.record_step(step, new=new)
+        await self.store.record_step(self.stored(step), new=new)
 
     def defer(self, step: StepRecord, *, new: bool = False) -> None:
         """Keep a finished attempt for the next `commit_deferred` (or the run's end)."""
@@ -340,18 +341,32 @@ class RunExecution:
     def take_deferred(self) -> list[tuple[StepRecord, bool]]:
         """The attempts not committed yet; the caller commits them (`RunStore.finish_run`)."""
         deferred, self._deferred = self._deferred, []
-        return deferred
+        return [(self.stored(step), new) for step, new in deferred]
+
+    def stored(self, step: StepRecord) -> StepRecord:
+        """The attempt as the store keeps it: secret values in its result and error
+        hidden. The run goes on with the real values in memory; a run resumed after a
+        crash sees the hidden ones."""
+        if self.engine.redact is None or (step.result is None and step.error is None):
+            return step
+        return replace(
+            step,
+            result=redact_json(step.result, self.engine.redact),
+            error=redact_json(step.error, self.engine.redact),
+        )
 
     async def commit_deferred(self) -> None:
         """Commit the finished attempts kept by `defer` (durable when this returns)."""
         if self._deferred:
             deferred = self.take_deferred()
-            await asyncio.gather(*(self.store.record_step(step, new=new) for step, new in deferred))
+            await asyncio.gather(
+                *(self.store.record_step(self.stored(step), new=new) for step, new in deferred)
+            )
 
     def record_soon(self, step: StepRecord, *, new: bool = False) -> None:
         """Queue a step attempt for the next group commit without waiting for it."""
         self.latest[step.key] = step
-        self._in_background(self.store.record_step(step, new=new))
+        self._in_background(self.store.record_step(self.stored(step), new=new))
 
     def log(
         self, key: str, stream: Literal["stdout", "stderr", "display", "system"], text: str
@@ -390,6 +405,17 @@ class RunExecution:
         await self.flush_logs()
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
+
+
+def redact_json(value: Any, redact: Callable[[str], str]) -> Any:
+    """`value` with `redact` applied to every string in it (keys included)."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {redact(str(k)): redact_json(v, redact) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact_json(v, redact) for v in value]
+    return value
 
 
 class StopBody(BaseException):

@@ -112,6 +112,7 @@ def build_server(services: Services, settings: Settings) -> Any:
     from panel.io.server import get_server
 
     from studio.pages import page_functions
+    from studio.pages.oauth import oauth_routes
     from studio.pages.signin import SESSION_COOKIE, PageAuth, UserHandler, signin_routes
 
     apps = build_applications(page_functions(services), title="Gristmill")  # type: ignore[arg-type]
@@ -119,6 +120,7 @@ def build_server(services: Services, settings: Settings) -> Any:
         app.add(UserHandler(services))
     extra = [
         *signin_routes(services),
+        *oauth_routes(services),
         *_api_routes(services),
     ]
     server = get_server(

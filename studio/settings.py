@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any, Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -49,6 +50,24 @@ class Settings(BaseSettings):
     )
     base_url: str = Field(
         default="", description="public URL of the server, for links (approvals, webhooks)"
+    )
+
+    oauth_provider: Literal["generic", "github", "gitlab", "google", "azure"] | None = Field(
+        default=None,
+        description="offer 'Sign in with <provider>' (OAuth 2 / OpenID Connect) on the login page",
+    )
+    oauth_key: str | None = Field(default=None, description="OAuth client id")
+    oauth_secret: str | None = Field(default=None, description="OAuth client secret")
+    oauth_extra: dict[str, Any] = Field(
+        default_factory=dict,
+        description=(
+            'JSON: provider details, e.g. {"issuer": URL} or {"authorize_url", "token_url", '
+            '"userinfo_url"} for generic OIDC, {"tenant"} for azure, {"url"} for gitlab, '
+            '"scope", "redirect_uri", "label"'
+        ),
+    )
+    oauth_default_role: Literal["admin", "developer", "operator", "viewer"] = Field(
+        default="viewer", description="role of a user created at their first OAuth sign-in"
     )
 
     def with_overrides(self, **flags: object) -> Settings:

@@ -69,6 +69,32 @@ def runtime_paths() -> dict[str, Any]:
                 params=[query("approver", {"type": "string"})],
             )
         },
+        "/api/complete": {
+            "post": op(
+                "Code completions from a live kernel (the script editor)",
+                "editor",
+                {
+                    "200": (
+                        "matches",
+                        obj(
+                            ["matches", "cursor_start", "cursor_end", "types"],
+                            matches={"type": "array", "items": {"type": "string"}},
+                            cursor_start={"type": "integer"},
+                            cursor_end={"type": "integer"},
+                            types={"type": "array", "items": {"type": "string"}},
+                            environment={"type": ["string", "null"]},
+                        ),
+                    )
+                },
+                body=obj(
+                    ["code"],
+                    code={"type": "string"},
+                    cursor={"type": "integer", "minimum": 0},
+                    language={"enum": ["python", "bash", "sql", "yaml"]},
+                    path={"type": "string"},
+                ),
+            )
+        },
         "/api/history/sql": {
             "post": op(
                 "A read-only SQL query over the run history: tables runs, steps, logs (admins)",

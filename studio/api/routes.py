@@ -12,7 +12,7 @@ import json
 import time
 from typing import Any
 
-from studio.api import admin, auth, config, history, items, jobs, runtime
+from studio.api import admin, auth, complete, config, history, items, jobs, runtime
 from studio.api.base import ApiHandler, NotFoundHandler
 from studio.api.openapi import build_openapi
 from studio.services import Services
@@ -105,6 +105,7 @@ def api_routes(services: Services) -> list[Rule]:
         (r"/api/schedules", config.SchedulesHandler, base),
         (r"/api/schedules/(.+)", config.ScheduleHandler, base),
         (r"/api/webhook_signing/(script|flow)/(.+)", config.WebhookSigningHandler, base),
+        (r"/api/complete", complete.CompleteHandler, base),
         (r"/api/history/sql", history.HistorySqlHandler, base),
         (r"/api/runtime/variables/(.+)", runtime.VariableHandler, base),
         (r"/api/runtime/resources/(.+)", runtime.ResourceHandler, base),

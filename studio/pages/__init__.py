@@ -21,11 +21,16 @@ PageBuilder = Callable[[PageContext], Any]
 
 def _builders() -> dict[str, PageBuilder]:
     # Imported here so that `import studio.pages` stays cheap for the login handlers.
+    from studio.pages.audit import audit_page
     from studio.pages.flow import flow_page
     from studio.pages.home import home_page
+    from studio.pages.resources import resources_page
     from studio.pages.runs import approvals_page, run_page, runs_page
     from studio.pages.schedules import schedules_page
     from studio.pages.script import script_page
+    from studio.pages.users import users_page
+    from studio.pages.variables import variables_page
+    from studio.pages.webhooks import webhooks_page
 
     builders: dict[str, PageBuilder] = {
         "/": home_page,
@@ -35,6 +40,11 @@ def _builders() -> dict[str, PageBuilder]:
         "/approvals": approvals_page,
         "/schedules": schedules_page,
         "/flow": flow_page,
+        "/webhooks": webhooks_page,
+        "/variables": variables_page,
+        "/resources": resources_page,
+        "/users": users_page,
+        "/audit": audit_page,
     }
     return builders
 

@@ -1,7 +1,14 @@
-"""Home: a search box over the workspace's scripts and flows, each with its last run status."""
+"""Home: a search box over the workspace's scripts and flows, each with its last run status.
+
+The search runs on the server as the user types: the item list is filtered by path and
+summary (case-insensitive, every word must match), then only the matching items' last
+runs are fetched. Keystrokes are debounced, and an answer that arrives after a newer
+query started is dropped, so a slow lookup never overwrites a newer list.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import html
 from typing import Any
 from urllib.parse import quote
@@ -11,18 +18,23 @@ import panel as pn
 from studio.pages.session import PageContext
 from studio.pages.template import html_pane, notice, page, status_badge
 
+SEARCH_DEBOUNCE_S = 0.15
+
+
+def matches(item: Any, query: str) -> bool:
+    """Whether every word of `query` is in the item's path or summary (any case)."""
+    text = f"{item.path} {item.summary}".lower()
+    return all(word in text for word in query.lower().split())
+
 
 async def _rows(ctx: PageContext, query: str) -> list[dict[str, Any]]:
     workspace = ctx.workspace
     store = ctx.services.store
     if workspace is None:
         return []
-    needle = query.strip().lower()
     rows = []
     for item in workspace.list_items():
-        if not ctx.can("read", item.path):
-            continue
-        if needle and needle not in item.path.lower() and needle not in item.summary.lower():
+        if not matches(item, query) or not ctx.can("read", item.path):
             continue
         last = None
         if store is not None:
@@ -32,7 +44,12 @@ async def _rows(ctx: PageContext, query: str) -> list[dict[str, Any]]:
     return rows
 
 
-def _table(rows: list[dict[str, Any]]) -> str:
+def _table(rows: list[dict[str, Any]], query: str = "") -> str:
+    if not rows and query.strip():
+        return (
+            f"<p class='gm-muted' data-testid='no-match'>No script or flow matches "
+            f"<b>{html.escape(query.strip())}</b>.</p>"
+        )
     if not rows:
         return (
             "<p class='gm-muted'>Nothing here yet. Start with a "
@@ -65,14 +82,29 @@ def _table(rows: list[dict[str, Any]]) -> str:
 
 def home_page(ctx: PageContext) -> pn.template.BaseTemplate:
     search = pn.widgets.TextInput(
-        name="Search scripts and flows", placeholder="path or summary", sizing_mode="stretch_width"
+        name="Search scripts and flows",
+        placeholder="Search by path or summary",
+        sizing_mode="stretch_width",
     )
     listing = html_pane("<p class='gm-muted'>Loading…</p>")
+    latest = {"query": 0}
 
     async def refresh(*_: Any) -> None:
-        listing.object = _table(await _rows(ctx, search.value_input or ""))
+        query = search.value_input or ""
+        latest["query"] += 1
+        mine = latest["query"]
+        rows = await _rows(ctx, query)
+        if mine == latest["query"]:  # a newer keystroke has its own answer coming
+            listing.object = _table(rows, query)
 
-    search.param.watch(refresh, "value_input")
+    async def typed(*_: Any) -> None:
+        latest["query"] += 1
+        mine = latest["query"]
+        await asyncio.sleep(SEARCH_DEBOUNCE_S)
+        if mine == latest["query"]:
+            await refresh()
+
+    search.param.watch(typed, "value_input")
     pn.state.onload(refresh)
     parts: list[Any] = [search, listing]
     if ctx.workspace is None:

@@ -14,6 +14,7 @@ from typing import Any
 import panel as pn
 
 from kernels.scripts import Script
+from studio.pages.completion import with_completions
 from studio.pages.parts import RunMonitor, form_value, run_form
 from studio.pages.session import PageContext, query_arg
 from studio.pages.template import dark, html_pane, notice, page
@@ -280,7 +281,7 @@ class ScriptEditor:
     def view(self) -> Any:
         code = pn.Column(
             pn.Row(self.path, self.summary, sizing_mode="stretch_width"),
-            self.editor,
+            with_completions(self.editor),
             pn.Row(self.run_button, self.deploy_button, self.draft_button),
             self.feedback,
             sizing_mode="stretch_width",

@@ -20,6 +20,8 @@ from bokeh.application.handlers.handler import Handler
 from bokeh.document import Document
 from bokeh.server.auth_provider import AuthProvider
 
+from studio.pages.oauth import OAuthError, provider_from_settings
+
 SESSION_COOKIE = "gristmill_session"
 USER_KEY = "gristmill_user"  # key of the signed-in user's name in the Bokeh token payload
 
@@ -89,6 +91,10 @@ h1 { font-size: 1.5rem; margin: 0 0 1rem; }
 label { display: block; margin: .75rem 0 .25rem; }
 input { width: 100%; box-sizing: border-box; padding: .5rem; font-size: 1rem; }
 button { margin-top: 1rem; width: 100%; padding: .6rem; font-size: 1rem; cursor: pointer; }
+.oauth { display: block; box-sizing: border-box; text-align: center; padding: .6rem;
+         border: 1px solid currentColor; border-radius: 4px; text-decoration: none;
+         color: inherit; margin-bottom: 1rem; }
+.or { text-align: center; opacity: .7; margin: 0; }
 .error { color: #b00020; }
 """
 
@@ -136,6 +142,7 @@ class LoginHandler(_Handler):
                 "Sign in",
                 "<h1>Sign in to Gristmill</h1>"
                 + (f"<p class='error' role='alert'>{html.escape(message)}</p>" if message else "")
+                + self._oauth_link(next_url)
                 + "<form method='post' action='/login?"
                 + html.escape(urlencode({"next": next_url}))
                 + "'>"
@@ -146,6 +153,20 @@ class LoginHandler(_Handler):
                 "<input id='password' name='password' type='password' autocomplete='current-password' required>"
                 "<button type='submit'>Sign in</button></form>",
             )
+        )
+
+    def _oauth_link(self, next_url: str) -> str:
+        """'Sign in with <provider>' when OAuth is configured (`studio.pages.oauth`)."""
+        try:
+            provider = provider_from_settings(getattr(self.services, "settings", None))
+        except OAuthError:
+            return ""  # the server refused to start its routes with the same error
+        if provider is None:
+            return ""
+        href = "/oauth/login?" + urlencode({"next": next_url})
+        return (
+            f"<a class='oauth' href='{html.escape(href)}'>Sign in with {html.escape(provider.label)}</a>"
+            "<p class='or'>or with a password</p>"
         )
 
     def post(self) -> None:

@@ -144,7 +144,9 @@ def test_a_schedule_every_second_fires_and_shows_in_the_runs_list(admin_page, st
     expect(row).to_contain_text("active")
     try:
         wait_for(
-            lambda: any(job.get("trigger", "").startswith("schedule:") for job in _jobs(studio, target)),
+            lambda: any(
+                job.get("trigger", "").startswith("schedule:") for job in _jobs(studio, target)
+            ),
             timeout=30,
             what="the schedule's first run",
         )

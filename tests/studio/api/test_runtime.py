@@ -159,3 +159,21 @@ def test_resume_urls_approve_the_next_approval_of_the_flow(api: Api) -> None:
     from tests.conftest import wait_for
 
     wait_for(finished, what="the flow to finish after its resume link")
+
+
+def test_a_secret_returned_by_a_run_is_hidden_in_the_stored_result(api: Api) -> None:
+    deploy(
+        api,
+        "f/team/leak",
+        """
+        import gristmill
+        def main():
+            secret = gristmill.get_variable("f/team/password")
+            return {"value": secret, "note": f"was {secret}"}
+        """,
+    )
+    reply = run(api, "f/team/leak")
+    assert reply.body["result"] == {"value": "********", "note": "was ********"}
+    stored = api.portal.run(api.services.store.get_run(reply.body["job_id"]))
+    steps = api.portal.run(api.services.store.steps(reply.body["job_id"]))
+    assert "s3cr3t" not in repr(stored) and "s3cr3t" not in repr(steps)
