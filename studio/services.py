@@ -100,7 +100,9 @@ class Services:
                     credentials=self._credentials,
                 )
                 self.dispatcher = await self._stack.enter_async_context(
-                    Dispatcher(self.store, self.engine)
+                    Dispatcher(
+                        self.store, self.engine, max_parallel=self.settings.max_parallel_runs
+                    )
                 )
                 if self._with_scheduler:
                     self.scheduler = await self._stack.enter_async_context(

@@ -34,6 +34,13 @@ class Settings(BaseSettings):
     health_interval: float = Field(
         default=15.0, gt=0, description="seconds between health checks of idle kernels"
     )
+    max_parallel_runs: int = Field(
+        default=64,
+        ge=1,
+        le=4096,
+        description="runs the server executes at once (beyond: they wait in the durable queue); "
+        "kernels are the real limit, a run waiting for one holds no more than a task",
+    )
     interrupt_grace: float = Field(
         default=2.0, gt=0, description="seconds a run may take to stop once interrupted"
     )
