@@ -81,30 +81,20 @@ class CompletionResult:
 def live_kernel(pool: KernelPool, env: EnvironmentSpec) -> PooledKernel | None:
     """A live kernel of `env` in `pool`, idle or running something; None when it has none.
 
-    Reads the pool's warm set without taking a lease (see the module docstring). It
-    looks inside the pool because the pool has no public "peek" yet: the one place to
-    change when it does.
+    Takes no lease (see the module docstring); the most recently used idle kernel
+    first (its pages are warm), then busy ones.
     """
-    wset = getattr(pool, "_sets", {}).get(env.id)
-    if wset is None:
-        return None
-    # The most recently used idle kernel first (its pages are warm), then busy ones.
-    candidates = [*reversed(wset.idle), *wset.leased]
-    return next((k for k in candidates if k.alive() and k.connection_file.exists()), None)
+    candidates = pool.live_kernels(env)
+    return next((k for k in candidates if k.connection_file.exists()), None)
 
 
 def warm_environment(pool: KernelPool, requirements: Sequence[str]) -> EnvironmentSpec | None:
     """The environment of `requirements` if the pool already keeps kernels for it.
 
-    Completions use it without resolving or building anything (see `live_kernel` for
-    why this reads the pool's warm sets).
+    Completions use it without resolving or building anything.
     """
     wanted = tuple(canonical_requirements(requirements))
-    for wset in list(getattr(pool, "_sets", {}).values()):
-        if wset.env.requirements == wanted:
-            env: EnvironmentSpec = wset.env
-            return env
-    return None
+    return next((env for env in pool.environments() if env.requirements == wanted), None)
 
 
 async def complete(

@@ -141,6 +141,19 @@ class KernelPool:
                 self._raise_if_failing(wset)
                 await wset.changed.wait()
 
+    def live_kernels(self, env: EnvironmentSpec) -> list[PooledKernel]:
+        """The kernels of `env`, without leasing any: idle ones (most recently used
+        first), then those running something. For requests that run no user code and go
+        through the shell channel (completions), which runs do not use."""
+        wset = self._sets.get(env.id)
+        if wset is None:
+            return []
+        return [k for k in (*reversed(wset.idle), *wset.leased) if k.alive()]
+
+    def environments(self) -> list[EnvironmentSpec]:
+        """The environments this pool keeps warm kernels for."""
+        return [wset.env for wset in self._sets.values()]
+
     def stats(self) -> dict[str, dict[str, int]]:
         """Idle, leased and starting kernels per environment."""
         return {
