@@ -10,11 +10,11 @@ from __future__ import annotations
 import html
 import json
 import time
-from collections.abc import Callable
 from typing import Any
 
 import panel as pn
 
+from studio.pages.parts import clicked
 from studio.pages.session import PageContext
 from studio.pages.template import html_pane, notice, page
 
@@ -42,15 +42,6 @@ def audit_table(entries: list[Any]) -> str:
     )
 
 
-def _clicked(action: Callable[[], object]) -> Callable[[Any], None]:
-    """A button handler that calls `action` (which may return a value for tests)."""
-
-    def handler(_: Any) -> None:
-        action()
-
-    return handler
-
-
 class AuditView:
     """One admin session's audit log: filters, the table, newer / older."""
 
@@ -69,7 +60,7 @@ class AuditView:
         self.table = html_pane()
         for widget in (self.actor, self.action):
             widget.param.watch(lambda *_: self.first_page(), "value")
-        self.reload.on_click(_clicked(self.refresh))
+        self.reload.on_click(clicked(self.refresh))
         self.newer.on_click(lambda _: self.turn(-1))
         self.older.on_click(lambda _: self.turn(1))
         self.refresh()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import html
 import time
+from collections.abc import Callable
 from typing import Any
 
 import panel as pn
@@ -171,3 +172,32 @@ class RunMonitor:
 
     def stop(self) -> None:
         self._following = None
+
+
+def choose(select: Any, options: Any) -> None:
+    """Give `select` new options, keeping its value when still offered, else the first
+    (Panel's Select keeps a stale value, or None, on its own)."""
+    keep = select.value
+    select.options = options
+    values = list(options.values()) if isinstance(options, dict) else list(options)
+    select.value = keep if keep in values else (values[0] if values else None)
+
+
+def alert_html(exc: BaseException | str) -> str:
+    """An error for a form's feedback pane (escaped; role=alert for screen readers)."""
+    return f"<div role='alert' class='gm-error'>{html.escape(str(exc))}</div>"
+
+
+def status_html(text: str, testid: str = "") -> str:
+    """A confirmation for a form's feedback pane (escaped; role=status)."""
+    test = f" data-testid='{testid}'" if testid else ""
+    return f"<div role='status'{test}>{html.escape(text)}</div>"
+
+
+def clicked(action: Callable[[], object]) -> Callable[[Any], None]:
+    """A button handler that calls `action` (which may return a value, for tests)."""
+
+    def handler(_: Any) -> None:
+        action()
+
+    return handler

@@ -15,7 +15,7 @@ from typing import Any
 
 import panel as pn
 
-from studio.pages.parts import run_form
+from studio.pages.parts import alert_html, choose, run_form
 from studio.pages.session import PageContext
 from studio.pages.template import dark, html_pane, notice, page
 
@@ -62,19 +62,6 @@ def resources_table(resources: list[Any]) -> str:
         "<th align='left'>Path</th><th align='left'>Type</th><th align='left'>Value</th>"
         f"<th align='left'>Description</th></tr></thead><tbody>{rows}</tbody></table></div>"
     )
-
-
-def _choose(select: Any, options: Any) -> None:
-    """Give `select` new options, keeping its value when still offered, else the first
-    (Panel's Select keeps a stale value, or None, on its own)."""
-    keep = select.value
-    select.options = options
-    values = list(options.values()) if isinstance(options, dict) else list(options)
-    select.value = keep if keep in values else (values[0] if values else None)
-
-
-def _alert(exc: BaseException | str) -> str:
-    return f"<div role='alert' class='gm-error'>{html.escape(str(exc))}</div>"
 
 
 class ResourcesView:
@@ -127,10 +114,10 @@ class ResourcesView:
     def refresh(self) -> None:
         workspace = self.ctx.workspace
         self.types.object = types_table(workspace.list_resource_types())
-        _choose(self.kind, list(self._schemas()))
+        choose(self.kind, list(self._schemas()))
         visible = [r for r in workspace.list_resources() if self.ctx.can("read", r.path)]
         self.resources.object = resources_table(visible)
-        _choose(self.pick, [r.path for r in visible])
+        choose(self.pick, [r.path for r in visible])
         if self.form is None:
             self._build_form()
 
@@ -164,7 +151,7 @@ class ResourcesView:
                 name, schema, self.type_description.value or ""
             )
         except Exception as exc:  # Invalid names the bad schema location
-            self.type_out.object = _alert(exc)
+            self.type_out.object = alert_html(exc)
             return
         self.ctx.audit("resource_type.set", saved.name)
         self.type_out.object = f"<div role='status' data-testid='type-saved'>Saved resource type {html.escape(saved.name)}.</div>"
@@ -186,7 +173,7 @@ class ResourcesView:
                 path, self.kind.value, dict(self.form.value or {}), self.description.value or ""
             )
         except Exception as exc:  # Invalid from the type's schema names value.<field>
-            self.feedback.object = _alert(exc)
+            self.feedback.object = alert_html(exc)
             return
         self.ctx.audit("resource.set", saved.path, resource_type=saved.resource_type)
         self.feedback.object = f"<div role='status' data-testid='resource-saved'>Saved resource {html.escape(saved.path)}.</div>"
@@ -200,7 +187,7 @@ class ResourcesView:
             self.ctx.require("read", path)
             resource = self.ctx.workspace.get_resource(path)
         except Exception as exc:
-            self.feedback.object = _alert(exc)
+            self.feedback.object = alert_html(exc)
             return
         self.path.value = resource.path
         self.description.value = resource.description
@@ -217,7 +204,7 @@ class ResourcesView:
             self.ctx.require("write", path)
             self.ctx.workspace.delete_resource(path)
         except Exception as exc:
-            self.feedback.object = _alert(exc)
+            self.feedback.object = alert_html(exc)
             return
         self.ctx.audit("resource.delete", path)
         self.feedback.object = f"<div role='status'>Deleted {html.escape(path)}.</div>"

@@ -17,6 +17,7 @@ from typing import Any
 
 import panel as pn
 
+from studio.pages.parts import alert_html, choose, status_html
 from studio.pages.session import PageContext
 from studio.pages.template import html_pane, notice, page
 from studio.workspace.models import RIGHTS, ROLES
@@ -76,24 +77,6 @@ def folders_table(folders: list[Any]) -> str:
         "<th align='left'>Folder</th><th align='left'>Rights</th></tr></thead>"
         f"<tbody>{''.join(rows)}</tbody></table></div>"
     )
-
-
-def _choose(select: Any, options: Any) -> None:
-    """Give `select` new options, keeping its value when still offered, else the first
-    (Panel's Select keeps a stale value, or None, on its own)."""
-    keep = select.value
-    select.options = options
-    values = list(options.values()) if isinstance(options, dict) else list(options)
-    select.value = keep if keep in values else (values[0] if values else None)
-
-
-def _alert(exc: BaseException | str) -> str:
-    return f"<div role='alert' class='gm-error'>{html.escape(str(exc))}</div>"
-
-
-def _status(text: str, testid: str = "") -> str:
-    test = f" data-testid='{testid}'" if testid else ""
-    return f"<div role='status'{test}>{html.escape(text)}</div>"
 
 
 class UsersView:
@@ -165,11 +148,11 @@ class UsersView:
         self.groups.object = groups_table(groups)
         self.folders.object = folders_table(folders)
         names = [u.name for u in users]
-        _choose(self.user_pick, names)
+        choose(self.user_pick, names)
         self.group_members.options = names
-        _choose(self.group_pick, [g.name for g in groups])
-        _choose(self.folder_pick, [f.name for f in folders])
-        _choose(self.principal, [f"u/{n}" for n in names] + [f"g/{g.name}" for g in groups])
+        choose(self.group_pick, [g.name for g in groups])
+        choose(self.folder_pick, [f.name for f in folders])
+        choose(self.principal, [f"u/{n}" for n in names] + [f"g/{g.name}" for g in groups])
 
     def _show_members(self) -> None:
         group = next(
@@ -190,10 +173,12 @@ class UsersView:
                 email=(self.new_email.value or "").strip(),
             )
         except Exception as exc:  # Invalid (name, password length, email), Conflict
-            self.user_out.object = _alert(exc)
+            self.user_out.object = alert_html(exc)
             return
         self.ctx.audit("user.create", user.name, role=user.role)
-        self.user_out.object = _status(f"Created user {user.name} ({user.role}).", "user-created")
+        self.user_out.object = status_html(
+            f"Created user {user.name} ({user.role}).", "user-created"
+        )
         self.new_name.value = self.new_password.value = self.new_email.value = ""
         self.refresh()
 
@@ -215,10 +200,10 @@ class UsersView:
             user = self._other_user()
             updated = self.ctx.workspace.update_user(user.name, role=self.role_pick.value)
         except Exception as exc:  # Conflict: the last enabled admin
-            self.user_out.object = _alert(exc)
+            self.user_out.object = alert_html(exc)
             return
         self.ctx.audit("user.update", updated.name, role=updated.role)
-        self.user_out.object = _status(f"{updated.name} is now {updated.role}.")
+        self.user_out.object = status_html(f"{updated.name} is now {updated.role}.")
         self.refresh()
 
     def toggle_disabled(self) -> None:
@@ -227,11 +212,11 @@ class UsersView:
             user = self._other_user()
             updated = self.ctx.workspace.update_user(user.name, disabled=not user.disabled)
         except Exception as exc:
-            self.user_out.object = _alert(exc)
+            self.user_out.object = alert_html(exc)
             return
         self.ctx.audit("user.update", updated.name, disabled=updated.disabled)
         state = "disabled (their sessions ended)" if updated.disabled else "enabled"
-        self.user_out.object = _status(f"{updated.name} is {state}.")
+        self.user_out.object = status_html(f"{updated.name} is {state}.")
         self.refresh()
 
     # ------------------------------------------------------------- groups
@@ -243,10 +228,10 @@ class UsersView:
                 (self.group_name.value or "").strip(), list(self.group_members.value or [])
             )
         except Exception as exc:
-            self.group_out.object = _alert(exc)
+            self.group_out.object = alert_html(exc)
             return
         self.ctx.audit("group.create", group.name, members=list(group.members))
-        self.group_out.object = _status(f"Created group {group.name}.", "group-created")
+        self.group_out.object = status_html(f"Created group {group.name}.", "group-created")
         self.group_name.value = ""
         self.refresh()
         self.group_pick.value = group.name
@@ -260,10 +245,10 @@ class UsersView:
                 self.group_pick.value, list(self.group_members.value or [])
             )
         except Exception as exc:
-            self.group_out.object = _alert(exc)
+            self.group_out.object = alert_html(exc)
             return
         self.ctx.audit("group.members", group.name, members=list(group.members))
-        self.group_out.object = _status(
+        self.group_out.object = status_html(
             f"{group.name}: {', '.join(group.members) or 'no members'}."
         )
         self.refresh()
@@ -277,10 +262,10 @@ class UsersView:
                 (self.folder_name.value or "").strip(), owner=self.ctx.user
             )
         except Exception as exc:
-            self.folder_out.object = _alert(exc)
+            self.folder_out.object = alert_html(exc)
             return
         self.ctx.audit("folder.create", folder.name)
-        self.folder_out.object = _status(
+        self.folder_out.object = status_html(
             f"Created folder f/{folder.name}; you are its owner.", "folder-created"
         )
         self.folder_name.value = ""
@@ -296,11 +281,13 @@ class UsersView:
                 raise ValueError("fields 'Folder' and 'Principal': pick both")
             folder = self.ctx.workspace.set_folder_right(folder_name, principal, right)
         except Exception as exc:
-            self.folder_out.object = _alert(exc)
+            self.folder_out.object = alert_html(exc)
             return
         self.ctx.audit("folder.right", folder.name, principal=principal, right=right)
         what = f"is {right}" if right else "has no right any more"
-        self.folder_out.object = _status(f"In f/{folder.name}, {principal} {what}.", "right-set")
+        self.folder_out.object = status_html(
+            f"In f/{folder.name}, {principal} {what}.", "right-set"
+        )
         self.refresh()
 
     def view(self) -> list[Any]:

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import html
 import time
-from collections.abc import Callable
 from typing import Any
 
 import panel as pn
 
+from studio.pages.parts import alert_html, choose, clicked
 from studio.pages.session import PageContext
 from studio.pages.template import html_pane, notice, page
 
@@ -41,28 +41,6 @@ def variables_table(variables: list[Any]) -> str:
         + "".join(rows)
         + "</tbody></table></div>"
     )
-
-
-def _choose(select: Any, options: Any) -> None:
-    """Give `select` new options, keeping its value when still offered, else the first
-    (Panel's Select keeps a stale value, or None, on its own)."""
-    keep = select.value
-    select.options = options
-    values = list(options.values()) if isinstance(options, dict) else list(options)
-    select.value = keep if keep in values else (values[0] if values else None)
-
-
-def _alert(exc: BaseException | str) -> str:
-    return f"<div role='alert' class='gm-error'>{html.escape(str(exc))}</div>"
-
-
-def _clicked(action: Callable[[], object]) -> Callable[[Any], None]:
-    """A button handler that calls `action` (which may return a value for tests)."""
-
-    def handler(_: Any) -> None:
-        action()
-
-    return handler
 
 
 class VariablesView:
@@ -99,7 +77,7 @@ class VariablesView:
         self.pick.param.watch(lambda *_: self._pick_rights(), "value")
         self.save_button.on_click(lambda _: self.save())
         self.edit_button.on_click(lambda _: self.edit())
-        self.reveal_button.on_click(_clicked(self.reveal))
+        self.reveal_button.on_click(clicked(self.reveal))
         self.delete_button.on_click(lambda _: self.delete())
         self.refresh()
 
@@ -114,7 +92,7 @@ class VariablesView:
     def refresh(self) -> None:
         visible = [v for v in self.ctx.workspace.list_variables() if self.ctx.can("read", v.path)]
         self.table.object = variables_table(visible)
-        _choose(self.pick, [v.path for v in visible])
+        choose(self.pick, [v.path for v in visible])
         self._pick_rights()
 
     def _pick_rights(self) -> None:
@@ -146,7 +124,7 @@ class VariablesView:
                 path, value, secret=secret, description=self.description.value or ""
             )
         except Exception as exc:  # Invalid path, Forbidden
-            self.feedback.object = _alert(exc)
+            self.feedback.object = alert_html(exc)
             return
         self.ctx.audit("secret.set" if secret else "variable.set", path)
         kind = "secret" if saved.secret else "variable"
@@ -163,7 +141,7 @@ class VariablesView:
             self.ctx.require("read", path)
             variable = self.ctx.workspace.get_variable(path)
         except Exception as exc:
-            self.feedback.object = _alert(exc)
+            self.feedback.object = alert_html(exc)
             return
         self.path.value = variable.path
         self.secret.value = variable.secret
@@ -185,7 +163,7 @@ class VariablesView:
                 variable = self.ctx.workspace.get_variable(path, reveal=True)
                 self.ctx.audit("secret.reveal", path)
         except Exception as exc:
-            self.revealed.object = _alert(exc)
+            self.revealed.object = alert_html(exc)
             return None
         self.revealed.object = (
             f"<p>Value of {html.escape(path)} (this reveal is in the audit log):</p>"
@@ -201,7 +179,7 @@ class VariablesView:
             self.ctx.require("write", path)
             self.ctx.workspace.delete_variable(path)
         except Exception as exc:
-            self.feedback.object = _alert(exc)
+            self.feedback.object = alert_html(exc)
             return
         self.ctx.audit("variable.delete", path)
         self.feedback.object = f"<div role='status'>Deleted {html.escape(path)}.</div>"

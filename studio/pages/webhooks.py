@@ -13,12 +13,12 @@ import html
 import json
 import secrets
 import time
-from collections.abc import Callable
 from typing import Any
 
 import panel as pn
 
 from studio.api.webhooks import SIGNATURE_HEADER
+from studio.pages.parts import alert_html, choose, clicked, status_html
 from studio.pages.session import PageContext
 from studio.pages.template import html_pane, notice, page
 
@@ -205,33 +205,7 @@ def tokens_table(tokens: list[Any]) -> str:
     )
 
 
-def _choose(select: Any, options: Any) -> None:
-    """Give `select` new options, keeping its value when still offered, else the first
-    (Panel's Select keeps a stale value, or None, on its own)."""
-    keep = select.value
-    select.options = options
-    values = list(options.values()) if isinstance(options, dict) else list(options)
-    select.value = keep if keep in values else (values[0] if values else None)
-
-
-def _alert(exc: BaseException | str) -> str:
-    return f"<div role='alert' class='gm-error'>{html.escape(str(exc))}</div>"
-
-
-def _status(text: str) -> str:
-    return f"<div role='status'>{html.escape(text)}</div>"
-
-
 # ---------------------------------------------------------------- the page state
-
-
-def _clicked(action: Callable[[], object]) -> Callable[[Any], None]:
-    """A button handler that calls `action` (which may return a value for tests)."""
-
-    def handler(_: Any) -> None:
-        action()
-
-    return handler
 
 
 class WebhooksView:
@@ -280,9 +254,9 @@ class WebhooksView:
         self.token_out = html_pane()
 
         self.item.param.watch(lambda *_: self._show_signing(), "value")
-        self.enable.on_click(_clicked(self.enable_signing))
+        self.enable.on_click(clicked(self.enable_signing))
         self.disable.on_click(lambda _: self.disable_signing())
-        self.create.on_click(_clicked(self.create_token))
+        self.create.on_click(clicked(self.create_token))
         self.revoke.on_click(lambda _: self.revoke_token())
         self.refresh()
 
@@ -299,14 +273,14 @@ class WebhooksView:
             signed = workspace.webhook_signing(version.kind, version.path) is not None
             rows.append((version, item_schema(version), signed))
         self.listing.object = webhooks_table(self.base, rows)
-        _choose(self.item, {f"{v.kind} {v.path}": f"{v.kind}:{v.path}" for v, _, _ in rows})
+        choose(self.item, {f"{v.kind} {v.path}": f"{v.kind}:{v.path}" for v, _, _ in rows})
         self._refresh_tokens()
         self._show_signing()
 
     def _refresh_tokens(self) -> None:
         mine = self.ctx.workspace.list_tokens(self.ctx.user)
         self.tokens.object = tokens_table(mine)
-        _choose(self.revoke_pick, {f"{t.label} ({t.id})": t.id for t in mine if not t.revoked})
+        choose(self.revoke_pick, {f"{t.label} ({t.id})": t.id for t in mine if not t.revoked})
 
     def _selected(self) -> tuple[str, str]:
         kind, _, path = (self.item.value or "").partition(":")
@@ -369,7 +343,7 @@ class WebhooksView:
             secret = self.secret.value or secrets.token_urlsafe(32)
             workspace.set_webhook_signing(kind, path, secret=secret, tolerance_s=tolerance)
         except Exception as exc:  # Forbidden, Invalid (a short secret), NotFound
-            self.signing_out.object = _alert(exc)
+            self.signing_out.object = alert_html(exc)
             return None
         self.ctx.audit("webhook.signing_set", path, kind=kind, tolerance_s=tolerance)
         self.secret.value = ""
@@ -383,7 +357,7 @@ class WebhooksView:
             self.ctx.require("write", path)
             self.ctx.workspace.set_webhook_signing(kind, path, secret=None)
         except Exception as exc:
-            self.signing_out.object = _alert(exc)
+            self.signing_out.object = alert_html(exc)
             return
         self.ctx.audit("webhook.signing_removed", path, kind=kind)
         self.refresh()
@@ -407,7 +381,7 @@ class WebhooksView:
                 self.ctx.user, label=label, scopes=scopes, expires_at=expires_at
             )
         except Exception as exc:  # Invalid scope names the scope and the expected forms
-            self.token_out.object = _alert(exc)
+            self.token_out.object = alert_html(exc)
             return None
         self.ctx.audit("token.create", token.owner, token_id=token.id, label=label, scopes=scopes)
         self.plaintext.value = plaintext
@@ -428,10 +402,10 @@ class WebhooksView:
                 raise ValueError(f"field 'Token': {token_id!r} is not one of your tokens")
             self.ctx.workspace.revoke_token(token_id)
         except Exception as exc:
-            self.token_out.object = _alert(exc)
+            self.token_out.object = alert_html(exc)
             return
         self.ctx.audit("token.revoke", self.ctx.user, token_id=token_id)
-        self.token_out.object = _status(f"Token {token_id} revoked.")
+        self.token_out.object = status_html(f"Token {token_id} revoked.")
         self.plaintext.visible = self.copy.visible = False
         self.plaintext.value = ""
         self._refresh_tokens()
