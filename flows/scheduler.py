@@ -88,6 +88,11 @@ class FireTarget(Protocol):
         """Whether the run is queued or running (not yet finished)."""
         ...
 
+    async def latest_run(self, path: str) -> str | None:
+        """The id of the newest run a fire of schedule `path` started, from the durable
+        history: after a restart, `no_overlap` still knows the run before it."""
+        ...
+
     async def outcome(self, run_id: str) -> RunOutcome:
         """Wait for the run to end and say how."""
         ...
@@ -123,7 +128,8 @@ class Scheduler:
         self._wake = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
         self._watchers: set[asyncio.Task[None]] = set()
-        # In memory only: after a restart, overlap checks and recovery start afresh.
+        # The latest run per schedule (the target's history fills it in after a restart);
+        # failure/recovery tracking is in memory: after a restart recovery starts afresh.
         self._last_run: dict[str, str] = {}
         self._failed: dict[str, str] = {}  # path -> error of the last failed run
         self._latest_outcome: dict[str, float] = {}  # path -> fire_at of the latest outcome
@@ -214,6 +220,8 @@ class Scheduler:
 
     async def _fire(self, spec: ScheduleSpec, fire_at: float) -> None:
         previous = self._last_run.get(spec.path)
+        if spec.no_overlap and previous is None:
+            previous = await self.target.latest_run(spec.path)
         if spec.no_overlap and previous is not None and await self.target.is_running(previous):
             self._skip(SkippedFire(spec.path, fire_at, f"run {previous} is still running"))
         else:

@@ -98,6 +98,19 @@ class DispatcherFires:
         run = await self.dispatcher.store.get_run(run_id)
         return run is not None and run.status not in FINISHED
 
+    async def latest_run(self, path: str) -> str | None:
+        trigger = f"schedule:{path}"
+        # `trigger` filters by prefix ("schedule:f/a/b" also finds "schedule:f/a/bc"):
+        # the newest exact one is on the first pages unless a longer path fires far more.
+        for page in range(5):
+            runs = await self.dispatcher.store.list_runs(
+                trigger=trigger, limit=50, offset=50 * page
+            )
+            exact = next((run.id for run in runs if run.trigger == trigger), None)
+            if exact is not None or len(runs) < 50:
+                return exact
+        return None
+
     async def outcome(self, run_id: str) -> RunOutcome:
         while True:
             outcome = await self.dispatcher.wait(run_id)

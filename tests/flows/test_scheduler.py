@@ -65,6 +65,10 @@ class Target:
     async def is_running(self, run_id: str) -> bool:
         return not self.ends[run_id].done()
 
+    async def latest_run(self, path: str) -> str | None:
+        mine = [run_id for run_id, (p, _) in self.runs.items() if p == path]
+        return max(mine, key=lambda run_id: self.runs[run_id][1]) if mine else None
+
     async def outcome(self, run_id: str) -> RunOutcome:
         return await asyncio.shield(self.ends[run_id])
 
@@ -208,6 +212,25 @@ def test_no_overlap_skips_while_the_previous_run_runs():
         await scheduler.tick()
         assert target.fires() == [T0 + 60, T0 + 180]
         await scheduler.close()
+
+    run(test)
+
+
+def test_no_overlap_after_a_restart_knows_the_run_before_it():
+    async def test() -> None:
+        spec = ScheduleSpec("u/a/slow", "* * * * *", no_overlap=True)
+        source, target = Source(spec), Target()
+        clock = Clock(T0 + 60)
+        first = Scheduler(source, target, now=clock.now)
+        await first.tick()
+        await first.close()  # the server stops; run1 goes on
+        skipped: list[SkippedFire] = []
+        second = Scheduler(source, target, now=clock.now, on_skip=skipped.append)
+        clock.t = T0 + 120
+        await second.tick()
+        assert target.fires() == [T0 + 60]
+        assert skipped == [SkippedFire("u/a/slow", T0 + 120, "run run1 is still running")]
+        await second.close()
 
     run(test)
 
