@@ -29,7 +29,7 @@ from flows.records import FINISHED, RunRecord, StepRecord
 from flows.scope import Scope
 from flows.spec import FlowSpec, load_flow
 from flows.sql import sql_schema
-from flows.store import RunStore
+from flows.store import ItemSource, RunStore
 from flows.templates import render
 from kernels.arguments import validate_arguments
 from kernels.messages import Language
@@ -70,6 +70,7 @@ class FlowEngine:
         base_url: str = "",
         redact: Callable[[str], str] | None = None,
         credentials: Callable[[RunRecord], tuple[str, str]] | None = None,
+        items: ItemSource | None = None,
     ) -> None:
         self.store = store
         self.runner = runner
@@ -81,6 +82,9 @@ class FlowEngine:
         self.redact = redact
         # (base URL, token) a run's client (`import gristmill`) calls the server with.
         self.credentials = credentials
+        # Where `script:` / `flow:` steps find workspace items (the server); without it
+        # (the CLI) they name files next to the flow.
+        self.items = items
         self._fresh: set[str] = set()
         # Claimed runs whose record is still being committed while they already run.
         self._creating: dict[str, asyncio.Future[None]] = {}

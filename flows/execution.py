@@ -344,15 +344,17 @@ class RunExecution:
         return [(self.stored(step), new) for step, new in deferred]
 
     def stored(self, step: StepRecord) -> StepRecord:
-        """The attempt as the store keeps it: secret values in its result and error
-        hidden. The run goes on with the real values in memory; a run resumed after a
+        """The attempt as the store keeps it: secret values in its arguments, result
+        and error hidden. The run goes on with the real values in memory; a run resumed after a
         crash sees the hidden ones."""
-        if self.engine.redact is None or (step.result is None and step.error is None):
+        redact = self.engine.redact
+        if redact is None or (step.result is None and step.error is None and not step.args):
             return step
         return replace(
             step,
-            result=redact_json(step.result, self.engine.redact),
-            error=redact_json(step.error, self.engine.redact),
+            args=redact_json(step.args, redact),
+            result=redact_json(step.result, redact),
+            error=redact_json(step.error, redact),
         )
 
     async def commit_deferred(self) -> None:

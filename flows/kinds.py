@@ -68,11 +68,17 @@ async def run_script_file(
     ex: RunExecution, step: StepSpec, scope: Scope, key: str, args: dict[str, Any]
 ) -> Any:
     assert step.script is not None
+    if ex.engine.items is not None:
+        found = ex.engine.items.script(step.script, ex.run.actor)
+        if found is None:
+            raise _no_item("script", step.script, ex.run.actor)
+        source, language = found
+        if language == "sql":
+            return await _sql_script(ex, source, step.script, args)
+        script = ex.engine.script(source, step.script, "bash" if language == "bash" else "python")
+        return await _run_script(ex, step, key, script, args)
     path = ex.base_dir / step.script
     if path.suffix == ".sql":
-        from flows.sql import sql_schema
-        from kernels.arguments import validate_arguments
-
         try:
             source = path.read_text()
         except OSError as exc:
@@ -80,9 +86,27 @@ async def run_script_file(
                 {"message": f"cannot read {path}: {exc.strerror}", "name": "ScriptError"},
                 retryable=False,
             ) from None
-        checked = validate_arguments(args, sql_schema(source, str(path)), owner=path.name)
-        return await _sql(ex, source, checked, "read")
+        return await _sql_script(ex, source, str(path), args)
     return await _run_script(ex, step, key, Script.from_file(path), args)
+
+
+async def _sql_script(ex: RunExecution, source: str, path: str, args: dict[str, Any]) -> Any:
+    from flows.sql import sql_schema
+    from kernels.arguments import validate_arguments
+
+    checked = validate_arguments(args, sql_schema(source, path), owner=path)
+    return await _sql(ex, source, checked, "read")
+
+
+def _no_item(kind: str, path: str, actor: str) -> StepFailed:
+    return StepFailed(
+        {
+            "message": f"no {kind} at '{path}' that {actor or 'this run'} may run; "
+            f"a {kind} step names a workspace path (u/<user>/<name> or f/<folder>/<name>)",
+            "name": "NotFound",
+        },
+        retryable=False,
+    )
 
 
 async def _run_script(
@@ -149,7 +173,13 @@ async def run_subflow(
     from flows.templates import render
     from kernels.arguments import validate_arguments
 
-    sub = load_flow_file(ex.base_dir / step.flow)
+    if ex.engine.items is not None:
+        text = ex.engine.items.flow(step.flow, ex.run.actor)
+        if text is None:
+            raise _no_item("flow", step.flow, ex.run.actor)
+        sub = ex.engine.parse(text, step.flow)
+    else:
+        sub = load_flow_file(ex.base_dir / step.flow)
     flow_input = with_defaults(
         validate_arguments(args, sub.schema_, owner=f"subflow {step.flow}"), sub.schema_
     )

@@ -104,3 +104,16 @@ class RunStore(Protocol):
 
     async def close(self) -> None:
         """Flush and close."""
+
+
+class ItemSource(Protocol):
+    """Scripts and flows by workspace path (`f/team/load`), for `script:` and `flow:`
+    steps of runs the server executes. The engine calls these as such a step starts,
+    with the path and whoever started the run; None means no such item, or not one that
+    person may run (the two are not told apart)."""
+
+    def script(self, path: str, actor: str) -> tuple[str, str] | None:
+        """(source, language) of the latest version of the script at `path`."""
+
+    def flow(self, path: str, actor: str) -> str | None:
+        """The YAML of the latest version of the flow at `path`."""

@@ -28,6 +28,7 @@ from studio.scheduling import DispatcherFires, WorkspaceSchedules
 from studio.settings import Settings
 from studio.vault import Vault, redact
 from studio.workspace.store import Workspace
+from studio.workspace_items import WorkspaceItems
 
 
 class Services:
@@ -98,6 +99,7 @@ class Services:
                     base_url=self.public_url,
                     redact=self._redact,
                     credentials=self._credentials,
+                    items=WorkspaceItems(self.workspace),
                 )
                 self.dispatcher = await self._stack.enter_async_context(
                     Dispatcher(
