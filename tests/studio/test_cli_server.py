@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -14,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT
+from tests.serving import serving
 
 TOKEN = "gm_cli_server_token_0123456789abcdef"
 
@@ -21,30 +21,9 @@ TOKEN = "gm_cli_server_token_0123456789abcdef"
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
     data = tmp_path_factory.mktemp("cli-server") / "data"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "studio.cli", "serve", "--port", "0", "--data", str(data)],
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-        env={
-            **os.environ,
-            "GRISTMILL_POOL_SIZE": "1",
-            "GRISTMILL_ADMIN_PASSWORD": "correct horse battery",
-            "GRISTMILL_ADMIN_TOKEN": TOKEN,
-        },
-    )
-    try:
-        assert proc.stderr is not None
-        line = ""
-        for line in proc.stderr:
-            if "Gristmill serving on" in line:
-                break
-        match = re.search(r"(http://127\.0\.0\.1:\d+)/", line)
-        assert match, line
-        yield match.group(1), data
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+    env = {"GRISTMILL_ADMIN_PASSWORD": "correct horse battery", "GRISTMILL_ADMIN_TOKEN": TOKEN}
+    with serving(data, env=env) as server:
+        yield server.base, data
 
 
 def gristmill(

@@ -9,11 +9,7 @@ import base64
 import hashlib
 import http.cookiejar
 import json
-import os
-import re
 import secrets
-import subprocess
-import sys
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -28,8 +24,9 @@ import tornado.netutil
 import tornado.web
 
 from studio.pages.oauth import OAuthError, pkce_challenge, provider_from_settings, user_name_for
-from tests.conftest import ROOT, wait_for
+from tests.conftest import wait_for
 from tests.portal import Portal
+from tests.serving import serving
 
 CLIENT_ID = "gristmill-test-client"
 CLIENT_SECRET = "s3cret-" + secrets.token_hex(8)
@@ -151,40 +148,18 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
     port, provider_server = portal.run(start())
     fake.base = f"http://127.0.0.1:{port}"
     data = tmp_path_factory.mktemp("oauth") / "data"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "studio.cli", "serve", "--port", "0", "--data", str(data)],
-        stderr=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-        text=True,
-        cwd=ROOT,
-        env={
-            **os.environ,
-            "PYTHONPATH": str(ROOT),
-            "GRISTMILL_POOL_SIZE": "1",
-            "GRISTMILL_ADMIN_PASSWORD": "correct horse battery",
-            "GRISTMILL_ADMIN_TOKEN": ADMIN_TOKEN,
-            "GRISTMILL_OAUTH_PROVIDER": "generic",
-            "GRISTMILL_OAUTH_KEY": CLIENT_ID,
-            "GRISTMILL_OAUTH_SECRET": CLIENT_SECRET,
-            "GRISTMILL_OAUTH_EXTRA": json.dumps({"issuer": fake.base, "label": "Acme SSO"}),
-        },
-    )
+    env = {
+        "GRISTMILL_ADMIN_PASSWORD": "correct horse battery",
+        "GRISTMILL_ADMIN_TOKEN": ADMIN_TOKEN,
+        "GRISTMILL_OAUTH_PROVIDER": "generic",
+        "GRISTMILL_OAUTH_KEY": CLIENT_ID,
+        "GRISTMILL_OAUTH_SECRET": CLIENT_SECRET,
+        "GRISTMILL_OAUTH_EXTRA": json.dumps({"issuer": fake.base, "label": "Acme SSO"}),
+    }
     try:
-        assert proc.stderr is not None
-        lines = []
-        for line in proc.stderr:
-            lines.append(line)
-            if "Gristmill serving on" in line:
-                break
-        match = re.search(r"(http://127\.0\.0\.1:\d+)/", lines[-1] if lines else "")
-        assert match, "".join(lines)[-3000:]
-        yield Setup(fake, match.group(1))
+        with serving(data, env=env) as server:
+            yield Setup(fake, server.base)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
         portal.run(_stop(provider_server))
         portal.close()
 

@@ -5,19 +5,16 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
-import re
 import signal
 import stat
-import subprocess
-import sys
 import urllib.request
 
 import psutil
 import pytest
 
 from studio.server import CONTENT_SECURITY_POLICY
-from tests.conftest import ROOT, wait_for
+from tests.conftest import wait_for
+from tests.serving import serving
 
 
 def _get(base: str, path: str, headers: dict[str, str] | None = None) -> http.client.HTTPResponse:
@@ -41,31 +38,8 @@ def _assert_security_headers(response: http.client.HTTPResponse, what: str) -> N
 @pytest.fixture
 def server(tmp_path):
     data = tmp_path / "data"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "studio.cli", "serve", "--port", "0", "--data", str(data)],
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-        env={
-            **os.environ,
-            "PYTHONPATH": str(ROOT),
-            "GRISTMILL_POOL_SIZE": "1",
-            "GRISTMILL_ADMIN_PASSWORD": "correct horse battery",
-        },
-    )
-    try:
-        assert proc.stderr is not None
-        line = ""
-        for line in proc.stderr:  # other start-up lines may come first
-            if "Gristmill serving on" in line:
-                break
-        match = re.search(r"http://127\.0\.0\.1:(\d+)/", line)
-        assert match, line
-        yield proc, f"http://127.0.0.1:{match.group(1)}", data
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=10)
+    with serving(data, env={"GRISTMILL_ADMIN_PASSWORD": "correct horse battery"}) as served:
+        yield served.proc, served.base, data
 
 
 def test_serve_answers_and_stops_cleanly_on_sigterm(server):

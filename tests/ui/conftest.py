@@ -8,11 +8,8 @@ automation. Each test gets a fresh browser context (its own cookies).
 from __future__ import annotations
 
 import json
-import os
-import re
 import secrets
 import subprocess
-import sys
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -22,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ROOT, wait_for
+from tests.serving import serving
 
 CHROMIUM = Path("/usr/bin/chromium")
 ADMIN = "admin"
@@ -68,49 +65,12 @@ def studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Studio]:
     data = tmp_path_factory.mktemp("studio") / "data"
     password = secrets.token_urlsafe(12)
     token = "gm_" + secrets.token_urlsafe(32)
-    log = (data.parent / "server.log").open("w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "studio.cli", "serve", "--port", "0", "--data", str(data)],
-        stderr=subprocess.PIPE,
-        stdout=log,
-        text=True,
-        cwd=ROOT,
-        env={
-            **os.environ,
-            "PYTHONPATH": str(ROOT),
-            "GRISTMILL_POOL_SIZE": "2",
-            "GRISTMILL_ADMIN_PASSWORD": password,
-            "GRISTMILL_ADMIN_TOKEN": token,
-        },
-    )
-    assert proc.stderr is not None
-    base = ""
-    for line in proc.stderr:
-        log.write(line)
-        match = re.search(r"Gristmill serving on (http://127\.0\.0\.1:\d+)/", line)
-        if match:
-            base = match.group(1)
-            break
-    assert base, f"the server did not start; see {data.parent / 'server.log'}"
-
-    def healthy() -> bool:
-        try:
-            with urllib.request.urlopen(f"{base}/api/health", timeout=5) as response:
-                health = json.loads(response.read())
-        except OSError:
-            return False
-        return bool(health["kernels"].get("default", {}).get("idle"))
-
-    wait_for(healthy, timeout=90, what="the studio's health and a warm kernel")
-    try:
-        yield Studio(base, data, password, token, proc)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+    env = {"GRISTMILL_ADMIN_PASSWORD": password, "GRISTMILL_ADMIN_TOKEN": token}
+    with (
+        (data.parent / "server.log").open("w") as log,
+        serving(data, env=env, pool_size=2, warm=True, log=log) as server,
+    ):
+        yield Studio(server.base, data, password, token, server.proc)
 
 
 @pytest.fixture(scope="session")
