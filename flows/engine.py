@@ -24,10 +24,11 @@ from typing import Any, Literal
 from flows import approvals
 from flows.errors import ApprovalError, ExpressionError, FlowError, Suspend
 from flows.execution import RunExecution, StopBody, redact_json, with_defaults
+from flows.flow_files import load_flow
 from flows.kinds import StepFailed
 from flows.records import FINISHED, RunRecord, StepRecord
 from flows.scope import Scope
-from flows.spec import FlowSpec, load_flow
+from flows.spec import FlowSpec
 from flows.sql import sql_schema
 from flows.store import ItemSource, RunStore
 from flows.templates import render

@@ -15,9 +15,10 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from flows.errors import FlowError, Suspend
+from flows.flow_files import load_flow_file
 from flows.records import StepRecord
 from flows.scope import Scope
-from flows.spec import StepSpec, load_flow_file
+from flows.spec import StepSpec
 from kernels.messages import Language, RunContext, RunEvent, RunLimits, RunResult, StreamEvent
 from kernels.scripts import Script
 

@@ -165,7 +165,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     values = _json_object(args.args_json, "--args")
     suffix = args.file.suffix
     if suffix in FLOW_SUFFIXES:
-        from flows.spec import load_flow
+        from flows.flow_files import load_flow
 
         definition = _read(args.file)
         flow = load_flow(definition, str(args.file))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flows.spec import load_flow
+from flows.flow_files import load_flow
 from flows.sql import sql_schema
 from kernels.scripts import Script
 from studio.api.base import ApiError, ApiHandler

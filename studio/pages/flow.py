@@ -12,7 +12,7 @@ from typing import Any
 import panel as pn
 import yaml
 
-from flows.spec import load_flow
+from flows.flow_files import load_flow
 from studio.pages.parts import RunMonitor, form_value, run_form
 from studio.pages.session import PageContext, query_arg
 from studio.pages.template import dark, html_pane, notice, page

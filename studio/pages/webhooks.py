@@ -98,7 +98,7 @@ def item_schema(version: Any) -> dict[str, Any]:
     {} when its content no longer parses (the list must still show the item)."""
     try:
         if version.kind == "flow":
-            from flows.spec import load_flow
+            from flows.flow_files import load_flow
 
             return dict(load_flow(version.content, version.path).schema_ or {})
         if version.language == "sql":

@@ -7,7 +7,7 @@ import hashlib
 from typing import Any
 
 from flows.errors import FlowSpecError
-from flows.spec import load_flow
+from flows.flow_files import load_flow
 from kernels.errors import ScriptError
 from kernels.scripts import Script
 from studio.workspace.errors import Invalid, NotFound

@@ -149,7 +149,7 @@ def test_sql_script_runs_with_typed_arguments(tmp_path, data):
 
 def test_every_example_flow_loads_and_benchmark_flows_match_the_benchmark():
     from benchmarks.flows import THREE_STEPS, chain
-    from flows.spec import load_flow_file
+    from flows.flow_files import load_flow_file
 
     for path in sorted(FLOWS.glob("*.yaml")):
         assert load_flow_file(path).steps, path

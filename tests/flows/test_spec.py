@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from flows.errors import FlowSpecError
+from flows.flow_files import dump_flow, load_flow, load_flow_file
 from flows.spec import (
     ApprovalSpec,
     BranchSpec,
@@ -16,10 +17,7 @@ from flows.spec import (
     MockSpec,
     RetrySpec,
     StepSpec,
-    dump_flow,
     iter_steps,
-    load_flow,
-    load_flow_file,
 )
 
 # The example of DESIGN.md, "Flow files", as written there.
