@@ -22,6 +22,8 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
+import importlib.abc
+import importlib.machinery
 import inspect
 import io
 import os
@@ -246,10 +248,51 @@ def _install_display(channel: Channel) -> None:
             )
 
     builtins.display = display  # type: ignore[attr-defined]
-    for name in ("IPython.core.display_functions", "IPython.display", "IPython.core.display"):
+    for name in _DISPLAY_MODULES:
         module = sys.modules.get(name)
         if module is not None and hasattr(module, "display"):
             module.display = display  # type: ignore[attr-defined]
+    # IPython is not preloaded in the zygote (it would double what every fork costs);
+    # when a run imports it, its display() becomes this one.
+    sys.meta_path.insert(0, _DisplayOnImport(display))
+
+
+_DISPLAY_MODULES = ("IPython.core.display_functions", "IPython.display", "IPython.core.display")
+
+
+class _DisplayOnImport(importlib.abc.MetaPathFinder):
+    """Sets `display` in IPython's display modules as they are imported."""
+
+    def __init__(self, display: Callable[..., None]) -> None:
+        self.display = display
+
+    def find_spec(
+        self, name: str, path: Any = None, target: types.ModuleType | None = None
+    ) -> importlib.machinery.ModuleSpec | None:
+        if name not in _DISPLAY_MODULES:
+            return None
+        for finder in sys.meta_path:
+            if finder is self or not hasattr(finder, "find_spec"):
+                continue
+            spec = finder.find_spec(name, path, target)
+            if spec is not None and spec.loader is not None:
+                spec.loader = _PatchingLoader(spec.loader, self.display)
+                return spec
+        return None
+
+
+class _PatchingLoader(importlib.abc.Loader):
+    def __init__(self, loader: importlib.abc.Loader, display: Callable[..., None]) -> None:
+        self.loader = loader
+        self.display = display
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> types.ModuleType | None:
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module: types.ModuleType) -> None:
+        self.loader.exec_module(module)
+        if hasattr(module, "display"):
+            module.display = self.display  # type: ignore[attr-defined]
 
 
 # ---------------------------------------------------------------- python

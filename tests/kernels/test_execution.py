@@ -136,6 +136,30 @@ def test_rich_display_output_is_sent_as_a_mime_bundle(portal, pool, default_env)
     assert displays[1].data["text/plain"] == "{'a': 1}"
 
 
+def test_display_from_every_ipython_module_and_the_builtin(portal, pool, default_env):
+    """IPython is imported by the run itself (the zygote does not preload it): each of
+    its display modules, and the `display` builtin, still send display frames."""
+    source = """
+        from IPython.core.display_functions import display as core_display
+        import IPython.display
+
+        def main():
+            core_display({"n": 1})
+            IPython.display.display(IPython.display.Markdown("*hi*"))
+            display([2])
+            return "ok"
+    """
+    result, events = run(portal, pool, default_env, source)
+    assert result.ok, result.error
+    displays = [e for e in events if isinstance(e, DisplayEvent)]
+    assert [d.data.get("text/plain") for d in displays] == [
+        "{'n': 1}",
+        "<IPython.core.display.Markdown object>",
+        "[2]",
+    ]
+    assert displays[1].data["text/markdown"] == "*hi*"
+
+
 def test_traceback_points_at_the_users_own_line(portal, pool, default_env):
     source = "def helper(x):\n    return 1 / x\n\ndef main():\n    return helper(0)\n"
     result, _ = run(portal, pool, default_env, source, path="f/ops/divide.py")
