@@ -248,19 +248,28 @@ class DuckDbStore:
         await self._submit(what, lambda txn: txn.put_step(row, new=new))
 
     async def finish_run(
-        self, run_id: str, steps: Sequence[tuple[StepRecord, bool]], **fields: Any
+        self,
+        run_id: str,
+        steps: Sequence[tuple[StepRecord, bool]],
+        *,
+        create: RunRecord | None = None,
+        **fields: Any,
     ) -> None:
-        """Commit step attempts (each with its `new` flag) and the run's fields together."""
+        """Commit step attempts (each with its `new` flag) and the run's fields together;
+        with `create`, the run's whole record is inserted instead of updated."""
         what = f"finish_run {run_id!r}"
         if unknown := sorted(set(fields) - RUN_FIELDS):
             raise StoreError(f"{what}: a run has no field {', '.join(unknown)}")
         rows = [(STEPS.row(step, what), new) for step, new in steps]
         values = {f: dumps(v, what, f) if f in RUNS.json_fields else v for f, v in fields.items()}
+        created = None if create is None else RUNS.row(create, what)
 
         def write(txn: Txn) -> None:
+            if created is not None:
+                txn.insert_run(created)
             for row, new in rows:
                 txn.put_step(row, new=new)
-            if values:
+            if values and created is None:
                 txn.update_run(run_id, values)
 
         await self._submit(what, write)

@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 from flows import approvals
 from flows.errors import ApprovalError, ExpressionError, FlowError, Suspend
-from flows.execution import RunExecution, StopBody, redact_json, with_defaults
+from flows.execution import PendingCreate, RunExecution, StopBody, redact_json, with_defaults
 from flows.flow_files import load_flow
 from flows.kinds import StepFailed
 from flows.records import FINISHED, RunRecord, StepRecord
@@ -39,6 +39,8 @@ from kernels.scripts import Script
 
 ScriptLanguage = Literal["python", "bash", "sql"]
 
+# An overlapped run (see FlowEngine._create) still going after this long gets its record.
+OVERLAP_CREATE_AFTER_S = 0.05
 # Parsed flows and step scripts kept per engine (least recently used dropped first).
 _PARSED_FLOWS = 64
 _PARSED_SCRIPTS = 1024
@@ -88,7 +90,7 @@ class FlowEngine:
         self.items = items
         self._fresh: set[str] = set()
         # Claimed runs whose record is still being committed while they already run.
-        self._creating: dict[str, asyncio.Future[None]] = {}
+        self._creating: dict[str, PendingCreate] = {}
         self._flows: dict[tuple[str, str], FlowSpec] = {}
         self._scripts: dict[tuple[str, str, str], Script] = {}
 
@@ -189,10 +191,11 @@ class FlowEngine:
         return self.parse(json.dumps({"summary": run.path, "steps": [step]}), run.path)
 
     async def _create(self, run: RunRecord, *, claim: bool, overlap: bool = False) -> RunRecord:
-        """Store a new run. With `claim` and `overlap`, the run may start before its record
-        is durable (the commit runs alongside the first step and is awaited before the
-        run's end): for a caller that waits for the end anyway, a webhook answered with
-        the result, this takes a commit off the latency."""
+        """Store a new run. With `claim` and `overlap`, the run starts before its record is
+        durable: for a caller that waits for the end anyway (a webhook answered with the
+        result), a run that ends within `OVERLAP_CREATE_AFTER_S` is written once, with its
+        end, in one commit; a longer one gets its record then. A crash before that loses
+        the record of a run whose caller got no answer."""
         if run.dedupe_key is not None:
             # Only the process that owns the store creates runs, one statement at a time
             # per key here, so check-then-insert cannot race with another creator.
@@ -205,7 +208,7 @@ class FlowEngine:
                 run, status="running", worker=self.worker, started_at=now, heartbeat_at=now
             )
         if claim and overlap:
-            self._creating[run.id] = asyncio.ensure_future(self.store.create_run(run))
+            self._creating[run.id] = PendingCreate(self.store, run, OVERLAP_CREATE_AFTER_S)
         else:
             await self.store.create_run(run)
         self._fresh.add(run.id)
@@ -231,8 +234,21 @@ class FlowEngine:
             self._scripts.pop(next(iter(self._scripts)))
         return script
 
+    async def ensure_recorded(self, run_id: str) -> None:
+        """Make a run started before its record was written (see `_create`) durable now:
+        for callers that are about to read or change it in the store."""
+        pending = self._creating.get(run_id)
+        if pending is not None:
+            await pending.start()
+
     async def execute(self, run: RunRecord) -> Outcome:
         """Run (or resume) a claimed run until it finishes or suspends."""
+        try:
+            return await self._execute(run)
+        finally:
+            self._creating.pop(run.id, None)
+
+    async def _execute(self, run: RunRecord) -> Outcome:
         flow = (
             self._script_flow(run) if run.kind == "script" else self.parse(run.definition, run.path)
         )
@@ -240,7 +256,7 @@ class FlowEngine:
             # Submitted by this process and never run: nothing stored to replay.
             self._fresh.discard(run.id)
             execution = RunExecution(self, run, flow, [])
-            execution.creating = self._creating.pop(run.id, None)
+            execution.creating = self._creating.get(run.id)
         else:
             execution = RunExecution(self, run, flow, await self.store.steps(run.id))
             execution.log_seq = max((log.seq for log in await self.store.logs(run.id)), default=0)
@@ -331,6 +347,7 @@ class FlowEngine:
         recovered: bool = False,
     ) -> Outcome:
         last_steps = execution.take_deferred()
+        unwritten = execution.creating.take_unwritten() if execution.creating else None
         fields: dict[str, Any] = {
             "status": status,
             "result": result,
@@ -344,9 +361,11 @@ class FlowEngine:
         if self.redact is not None:  # secret values never reach the store
             stored["result"] = redact_json(result, self.redact)
             stored["error"] = redact_json(error, self.redact)
+        create = None if unwritten is None else replace(unwritten, **stored)
         # Queued together, so the logs, the last step and the run's end share a commit.
         await asyncio.gather(
-            execution.settle(), self.store.finish_run(execution.run.id, last_steps, **stored)
+            execution.settle(),
+            self.store.finish_run(execution.run.id, last_steps, create=create, **stored),
         )
         return Outcome(replace(execution.run, **fields))
 

@@ -63,7 +63,7 @@ class RunExecution:
         self.log_seq = 0
         self._pending_logs: list[LogRecord] = []
         self._deferred: list[tuple[StepRecord, bool]] = []
-        self.creating: asyncio.Future[None] | None = None  # the run's own record, in flight
+        self.creating: PendingCreate | None = None  # the run's own record, not yet durable
         self._background: set[asyncio.Task[None]] = set()
         self.waiting: Literal["approval", "sleep"] | None = None
         self.links: dict[str, str] = {}
@@ -402,11 +402,38 @@ class RunExecution:
         """Make everything of this execution durable: logs, deferred and queued writes."""
         if self.creating is not None:
             creating, self.creating = self.creating, None
-            await creating
+            await creating.start()
         await self.commit_deferred()
         await self.flush_logs()
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
+
+
+class PendingCreate:
+    """A claimed run's record that is written only if the run lasts (FlowEngine._create)."""
+
+    def __init__(self, store: RunStore, run: RunRecord, after_s: float) -> None:
+        self.run = run
+        self._store = store
+        self._task: asyncio.Future[None] | None = None
+        self._timer = asyncio.get_running_loop().call_later(after_s, self.start)
+
+    def start(self) -> asyncio.Future[None]:
+        """Write the record now (once); the future is done when it is durable."""
+        if self._task is None:
+            self._timer.cancel()
+            self._task = asyncio.ensure_future(self._store.create_run(self.run))
+        return self._task
+
+    def take_unwritten(self) -> RunRecord | None:
+        """The record if it was never written: the caller writes it with the run's end."""
+        if self._task is not None:
+            return None
+        self._timer.cancel()
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        self._task = done
+        return self.run
 
 
 def redact_json(value: Any, redact: Callable[[str], str]) -> Any:

@@ -75,11 +75,17 @@ class RunStore(Protocol):
         """
 
     async def finish_run(
-        self, run_id: str, steps: Sequence[tuple[StepRecord, bool]], **fields: Any
+        self,
+        run_id: str,
+        steps: Sequence[tuple[StepRecord, bool]],
+        *,
+        create: RunRecord | None = None,
+        **fields: Any,
     ) -> None:
         """Commit the given step attempts (each with its `new` flag, as in `record_step`)
         and change the run's fields, in one transaction: a run's last step and its end
-        cost one commit."""
+        cost one commit. `create` is the whole run when it was never written (a short
+        run started before its record, see FlowEngine._create): inserted instead."""
 
     async def steps(self, run_id: str) -> list[StepRecord]:
         """Every attempt of every step of the run, in the order they started."""

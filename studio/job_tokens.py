@@ -29,6 +29,7 @@ class RunClaims:
     run_id: str
     actor: str
     expires_at: float
+    path: str = ""  # the run's script or flow, whose state `get_state()` reads
 
 
 class RunTokens:
@@ -61,8 +62,9 @@ class RunTokens:
             temporary.unlink()
         return cls(key_file.read_bytes())
 
-    def mint(self, run_id: str, actor: str, now: float) -> str:
-        body = json.dumps({"r": run_id, "a": actor, "e": int(now + LIFETIME_S)}).encode()
+    def mint(self, run_id: str, actor: str, now: float, path: str = "") -> str:
+        claims = {"r": run_id, "a": actor, "e": int(now + LIFETIME_S), "p": path}
+        body = json.dumps(claims).encode()
         encoded = base64.urlsafe_b64encode(body).rstrip(b"=").decode()
         return f"{PREFIX}{encoded}.{self._sign(encoded)}"
 
@@ -75,7 +77,9 @@ class RunTokens:
             return None
         try:
             body = json.loads(base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)))
-            claims = RunClaims(str(body["r"]), str(body["a"]), float(body["e"]))
+            claims = RunClaims(
+                str(body["r"]), str(body["a"]), float(body["e"]), str(body.get("p", ""))
+            )
         except (ValueError, KeyError, TypeError):
             return None
         return claims if claims.expires_at > now else None

@@ -134,7 +134,7 @@ class Services:
         permissions of whoever started the run (none for runs nobody started, CLI runs)."""
         if not (self.public_url and run.actor and self.run_tokens):
             return "", ""
-        return self.public_url, self.run_tokens.mint(run.id, run.actor, time.time())
+        return self.public_url, self.run_tokens.mint(run.id, run.actor, time.time(), run.path)
 
     async def __aexit__(
         self,

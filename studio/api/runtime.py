@@ -53,17 +53,16 @@ class ResourceHandler(_RuntimeHandler):
 class StateHandler(_RuntimeHandler):
     """`GET|PUT /api/runtime/state[?key=K]`: by default the state of the run's own path."""
 
-    async def _key(self, given: str | None) -> str:
+    def _key(self, given: str | None) -> str:
         claims = self.this_run()
         if given:
             return f"key:{claims.actor}:{given}"
-        run = await self.services.store.get_run(claims.run_id) if self.services.store else None
-        if run is None or not run.path:
+        if not claims.path:
             raise ApiError(400, "this run has no path to keep state under; pass a key")
-        return f"path:{run.path}"
+        return f"path:{claims.path}"
 
     async def get(self) -> None:
-        key = await self._key(self.get_query_argument("key", None))
+        key = self._key(self.get_query_argument("key", None))
         self.reply({"key": key, "value": self.workspace.get_state(key)})
 
     async def put(self) -> None:
@@ -71,7 +70,7 @@ class StateHandler(_RuntimeHandler):
         given = body.get("key")
         if given is not None and not isinstance(given, str):
             raise ApiError(400, "key: expected a string", field="key")
-        key = await self._key(given)
+        key = self._key(given)
         self.workspace.set_state(key, body.get("value"), author=self.this_run().actor)
         self.reply({"key": key})
 
@@ -101,8 +100,9 @@ class ProgressHandler(_RuntimeHandler):
                 f"progress: expected an integer from 0 to 100, got {progress!r}",
                 field="progress",
             )
-        store = self.services.store
-        assert store is not None
+        store, engine = self.services.store, self.services.engine
+        assert store is not None and engine is not None
+        await engine.ensure_recorded(claims.run_id)  # a short run may not be written yet
         run = await store.get_run(claims.run_id)
         if run is None or run.status in FINISHED:
             raise ApiError(409, f"run {claims.run_id} is not running")

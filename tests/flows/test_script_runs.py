@@ -139,3 +139,28 @@ def test_flow_steps_and_the_run_end_share_commits(flows):
     # create, s0 (at s1's start), s1 (at s2's start), s2 + the run's end: 4 at most
     assert flows.store.commits - before <= 4
     assert [s.status for s in flows.steps(outcome.run.id)] == ["success"] * 3
+
+
+def test_a_longer_overlapped_run_gets_its_record_while_it_runs(flows, tmp_path):
+    release = tmp_path / "release"
+    source = (
+        "import pathlib, time\n"
+        "def main():\n"
+        f"    while not pathlib.Path({str(release)!r}).exists():\n"
+        "        time.sleep(0.01)\n"
+        "    return 'done'\n"
+    )
+
+    async def start():
+        return await flows.dispatcher.submit_script(source, {}, path="u/a/long", overlap=True)
+
+    run = flows.portal.run(start())
+    wait_for(
+        lambda: flows.portal.run(flows.store.get_run(run.id)) is not None,
+        what="the record of a run still going",
+    )
+    assert flows.portal.run(flows.store.get_run(run.id)).status == "running"
+    release.write_text("go")
+    outcome = flows.wait(run.id)
+    assert outcome.run.result == "done"
+    assert flows.portal.run(flows.store.get_run(run.id)).status == "success"
