@@ -122,6 +122,7 @@ async def _run_script(
     result: RunResult = await ex.runner.run(
         script,
         args,
+        prepare=_resource_resolver(ex, script),
         context=_context(ex, key),
         limits=RunLimits(timeout_s=step.timeout),
         on_event=on_event,
@@ -139,6 +140,52 @@ async def _run_script(
         },
         retryable=error.kind != "input",
     )
+
+
+def _resource_resolver(
+    ex: RunExecution, script: Script
+) -> Callable[[dict[str, Any]], Awaitable[dict[str, Any]]] | None:
+    """In the server, a resource argument (`db: postgresql`, see kernels.schema) arrives
+    as a resource path and reaches `main` as the resource's value, read with the
+    permissions of whoever started the run."""
+    items = ex.engine.items
+    fields = {
+        name: prop["format"][len("resource-") :]
+        for name, prop in (script.schema.get("properties") or {}).items()
+        if str(prop.get("format", "")).startswith("resource-")
+    }
+    if items is None or not fields:
+        return None
+
+    async def resolve(args: dict[str, Any]) -> dict[str, Any]:
+        resolved = dict(args)
+        for name, kind in fields.items():
+            path = args.get(name)
+            if not isinstance(path, str):
+                continue
+            found = items.resource(path.removeprefix("$res:"), ex.run.actor)
+            if found is None:
+                raise StepFailed(
+                    {
+                        "message": f"argument '{name}': no resource at '{path}' that "
+                        f"{ex.run.actor or 'this run'} may read",
+                        "name": "ArgumentError",
+                    },
+                    retryable=False,
+                )
+            if found[0] != kind:
+                raise StepFailed(
+                    {
+                        "message": f"argument '{name}': resource '{path}' is a {found[0]}, "
+                        f"expected a {kind}",
+                        "name": "ArgumentError",
+                    },
+                    retryable=False,
+                )
+            resolved[name] = found[1]
+        return resolved
+
+    return resolve
 
 
 def _context(ex: RunExecution, key: str) -> RunContext:

@@ -123,3 +123,6 @@ class ItemSource(Protocol):
 
     def flow(self, path: str, actor: str) -> str | None:
         """The YAML of the latest version of the flow at `path`."""
+
+    def resource(self, path: str, actor: str) -> tuple[str, dict[str, Any]] | None:
+        """(resource type, value) of the resource at `path`, if `actor` may read it."""

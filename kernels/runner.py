@@ -6,7 +6,7 @@ This is the one entry point the CLI, the flows engine and the server use to run 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from kernels.arguments import validate_arguments
@@ -42,6 +42,7 @@ class ScriptRunner:
         env: Mapping[str, str] | None = None,
         on_event: EventSink | None = None,
         cancel: asyncio.Event | None = None,
+        prepare: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]] | None = None,
     ) -> RunResult:
         """Run `script` with `args` and return how it ended.
 
@@ -53,6 +54,8 @@ class ScriptRunner:
             # Bash sees only text: numbers and booleans from a flow or a form become words.
             args = {name: _as_word(value) for name, value in args.items()}
         checked = validate_arguments(args, script.schema)
+        if prepare is not None:  # e.g. resource paths replaced by the resources (the server)
+            checked = await prepare(checked)
         environment = await self.environments.resolve(script.requirements)
         job = script.job(checked, context=context, limits=limits, env=dict(env or {}))
         for attempt in range(1, _START_ATTEMPTS + 1):

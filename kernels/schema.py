@@ -170,6 +170,17 @@ class _AnnotationReader:
                 for alias in node.names:
                     self.aliases[alias.asname or alias.name] = f"{node.module}.{alias.name}"
         self.classes = {s.name: s for s in tree.body if isinstance(s, ast.ClassDef)}
+        # Windmill's resource convention: `postgresql = dict` at the top level, then
+        # `def main(db: postgresql)` takes a resource of type postgresql (picked by path).
+        self.resource_types = {
+            target.id
+            for stmt in tree.body
+            if isinstance(stmt, ast.Assign)
+            and isinstance(stmt.value, ast.Name)
+            and stmt.value.id == "dict"
+            for target in stmt.targets
+            if isinstance(target, ast.Name)
+        }
 
     # -- names ---------------------------------------------------------------------------
 
@@ -215,6 +226,8 @@ class _AnnotationReader:
         if isinstance(node, ast.Subscript):
             args = list(node.slice.elts) if isinstance(node.slice, ast.Tuple) else [node.slice]
             return self._generic(self.canonical(node.value), args, seen)
+        if isinstance(node, ast.Name) and node.id in self.resource_types:
+            return {"type": "string", "format": f"resource-{node.id}"}, False
         cls = self._script_class(node)
         if cls is not None:
             return self._class_schema(cls, seen), False

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from studio.auth.permissions import can
 from studio.workspace import Workspace
 from studio.workspace.errors import WorkspaceError
@@ -20,6 +22,18 @@ class WorkspaceItems:
     def flow(self, path: str, actor: str) -> str | None:
         found = self._latest("flow", path, actor)
         return None if found is None else found.content
+
+    def resource(self, path: str, actor: str) -> tuple[str, dict[str, Any]] | None:
+        user = self.workspace.get_user(actor) if actor else None
+        if user is None or user.disabled:
+            return None
+        try:
+            if not can(self.workspace.actor(actor), "read", path, self.workspace.folders()):
+                return None
+            found = self.workspace.get_resource(path)
+        except WorkspaceError:
+            return None
+        return found.resource_type, dict(found.value)
 
     def _latest(self, kind: ItemKind, path: str, actor: str) -> Version | None:
         user = self.workspace.get_user(actor) if actor else None

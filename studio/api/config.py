@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from croniter import croniter
 
 from studio.api.base import ApiError, ApiHandler
+from studio.vault import VaultError
 from studio.workspace.models import CATCH_UPS, ITEM_KINDS, Schedule, Variable
 from studio.workspace.paths import check_name
 
@@ -49,6 +50,18 @@ def _optional_string(body: dict[str, Any], name: str, default: str | None = "") 
     if value is not None and not isinstance(value, str):
         raise ApiError(400, f"field '{name}' must be a string", field=name)
     return value
+
+
+class SecretKeyRotationHandler(ApiHandler):
+    """`POST /api/secrets/rotate` (admins): a new secrets key; every secret re-encrypted."""
+
+    async def post(self) -> None:
+        actor = self.require_admin()
+        try:
+            key_id = self.workspace.rotate_secrets(actor=actor.name)  # audited by the store
+        except VaultError as exc:  # the key comes from GRISTMILL_SECRET_KEY: rotate there
+            raise ApiError(409, str(exc)) from None
+        self.reply({"key_id": key_id})
 
 
 class VariablesHandler(ApiHandler):

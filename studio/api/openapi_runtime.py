@@ -95,6 +95,13 @@ def runtime_paths() -> dict[str, Any]:
                 ),
             )
         },
+        "/api/secrets/rotate": {
+            "post": op(
+                "A new secrets key; every secret re-encrypted under it (admins; audited)",
+                "variables",
+                {"200": ("rotated", obj(["key_id"], key_id={"type": "string"}))},
+            )
+        },
         "/api/history/sql": {
             "post": op(
                 "A read-only SQL query over the run history: tables runs, steps, logs (admins)",

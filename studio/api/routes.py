@@ -96,6 +96,7 @@ def api_routes(services: Services) -> list[Rule]:
         (r"/api/tokens", admin.TokensHandler, base),
         (r"/api/tokens/([^/]+)", admin.TokenHandler, base),
         (r"/api/audit", admin.AuditHandler, base),
+        (r"/api/secrets/rotate", config.SecretKeyRotationHandler, base),
         (r"/api/variables", config.VariablesHandler, base),
         (r"/api/variables/(.+)", config.VariableHandler, base),
         (r"/api/resource_types", config.ResourceTypesHandler, base),

@@ -101,7 +101,7 @@ def flow_page(ctx: PageContext) -> pn.template.BaseTemplate:
         schema = flow.schema_ or {}
         if schema != state["schema"]:
             state["schema"] = schema
-            state["form"] = run_form(schema)
+            state["form"] = run_form(schema, ctx)
             form_holder.objects = [state["form"]]
 
     def typed(event: Any) -> None:

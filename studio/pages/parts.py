@@ -13,6 +13,7 @@ from typing import Any
 import panel as pn
 
 from flows.records import FINISHED, RunRecord, StepRecord
+from studio.pages.session import PageContext
 from studio.pages.template import html_pane, status_badge
 from widgets.forms import RunForm
 from widgets.results import ResultView
@@ -20,9 +21,20 @@ from widgets.results import ResultView
 POLL_S = 0.2  # how often a live run view asks the store for news (a page, not a test, waits)
 
 
-def run_form(schema: dict[str, Any]) -> RunForm:
-    """The generated form for `schema` (`widgets.RunForm`)."""
-    return RunForm.from_schema(schema)
+def run_form(schema: dict[str, Any], ctx: PageContext | None = None) -> RunForm:
+    """The generated form for `schema` (`widgets.RunForm`); with `ctx`, a resource
+    argument offers the resources of its type the signed-in user may read."""
+    if ctx is None:
+        return RunForm.from_schema(schema)
+
+    def resources(kind: str) -> list[str]:
+        return [
+            r.path
+            for r in ctx.workspace.list_resources()
+            if r.resource_type == kind and ctx.can("read", r.path)
+        ]
+
+    return RunForm.from_schema(schema, resources=resources)
 
 
 def form_value(form: RunForm) -> dict[str, Any]:

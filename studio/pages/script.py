@@ -144,7 +144,7 @@ class ScriptEditor:
         self.schema_summary.object = _summary(schema)
         if schema != self.schema or self.form is None:
             self.schema = schema
-            self.form = run_form(schema)
+            self.form = run_form(schema, self.ctx)
             self.form_holder.objects = [self.form]
 
     # ---------------------------------------------------------------- rights

@@ -612,3 +612,20 @@ def test_generated_schemas_are_valid_json_schema() -> None:
         "uniqueItems": True,
         "default": ["a", "b"],
     }
+
+
+def test_resource_types_follow_windmills_dict_alias_convention() -> None:
+    schema = schema_of(
+        """
+        postgresql = dict
+        Settings = dict[str, int]
+
+        def main(db: postgresql, settings: Settings, extra: dict):
+            ...
+        """
+    )
+    assert schema["properties"] == {
+        "db": {"type": "string", "format": "resource-postgresql"},
+        "settings": {},  # a parameterised alias is not a resource type
+        "extra": {"type": "object"},
+    }

@@ -75,3 +75,46 @@ def test_steps_cannot_reach_what_the_starter_may_not_run(api: Api, target: str) 
     assert reply.status == 500, reply.body
     message = reply.body["error"]["message"]
     assert message.startswith(f"no script at '{target}' that dev may run"), message
+
+
+RESOURCE_SCRIPT = """
+postgresql = dict
+
+def main(db: postgresql, table: str = "orders"):
+    return f"{db['host']}/{table}"
+"""
+
+
+def test_a_resource_argument_is_a_path_that_reaches_main_as_the_resource(api: Api) -> None:
+    ws = api.workspace
+    ws.set_resource_type(
+        "postgresql", {"type": "object", "properties": {"host": {"type": "string"}}}
+    )
+    ws.set_resource_type("smtp", {"type": "object"})
+    ws.set_resource("f/team/warehouse", "postgresql", {"host": "db.internal"})
+    ws.set_resource("f/team/mail", "smtp", {"host": "mail.internal"})
+    ws.set_resource("u/bob/own_db", "postgresql", {"host": "bob.internal"})
+    deployed = api.call(
+        "PUT", "/api/scripts/f/team/report", {"content": RESOURCE_SCRIPT}, role="dev"
+    )
+    assert deployed.status in (200, 201), deployed.body
+    schema = api.call("GET", "/api/scripts/f/team/report/schema", role="dev").body["schema"]
+    assert schema["properties"]["db"] == {"type": "string", "format": "resource-postgresql"}
+
+    def run(db: str):
+        return api.call("POST", "/api/run_wait/script/f/team/report", {"db": db}, role="dev")
+
+    assert run("f/team/warehouse").body["result"] == "db.internal/orders"
+    assert run("$res:f/team/warehouse").body["result"] == "db.internal/orders"  # Windmill's form
+    wrong_type = run("f/team/mail")
+    assert wrong_type.status == 500
+    assert wrong_type.body["error"]["message"] == (
+        "argument 'db': resource 'f/team/mail' is a smtp, expected a postgresql"
+    )
+    hidden = run("u/bob/own_db")  # dev may not read bob's resources
+    assert hidden.body["error"]["message"] == (
+        "argument 'db': no resource at 'u/bob/own_db' that dev may read"
+    )
+    # the run's stored arguments keep the path, not the resource's value
+    job = api.call("GET", f"/api/jobs/{hidden.body['job_id']}", role="admin").body
+    assert job["args"] == {"db": "u/bob/own_db", "table": "orders"}

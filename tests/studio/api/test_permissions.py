@@ -135,6 +135,7 @@ CASES: list[Case] = [
     Case("GET", "/api/webhook_signing/script/f/team/sig", READERS),
     Case("PUT", "/api/webhook_signing/script/f/team/sig", WRITERS, {"tolerance_s": 30}),
     Case("POST", "/api/history/sql", ADMIN, {"sql": "select count(*) from runs"}),
+    Case("POST", "/api/secrets/rotate", ADMIN),
     Case("GET", "/api/runtime/variables/f/team/plain", READERS),
     Case("GET", "/api/runtime/variables/u/bob/token", ADMIN, private=True),
     Case("GET", "/api/runtime/resources/f/team/db", READERS),

@@ -177,3 +177,21 @@ def test_a_secret_returned_by_a_run_is_hidden_in_the_stored_result(api: Api) -> 
     stored = api.portal.run(api.services.store.get_run(reply.body["job_id"]))
     steps = api.portal.run(api.services.store.steps(reply.body["job_id"]))
     assert "s3cr3t" not in repr(stored) and "s3cr3t" not in repr(steps)
+
+
+def test_rotating_the_secrets_key_keeps_secrets_readable_by_runs(api: Api) -> None:
+    before = api.workspace.vault.current_key_id
+    rotated = api.call("POST", "/api/secrets/rotate", role="admin")
+    assert rotated.status == 200 and rotated.body["key_id"] != before
+    assert api.call("POST", "/api/secrets/rotate", role="dev").status == 403
+    deploy(
+        api,
+        "f/team/after_rotation",
+        """
+        import gristmill
+        def main():
+            return len(gristmill.get_variable("f/team/password"))
+        """,
+    )
+    assert run(api, "f/team/after_rotation").body["result"] == 14
+    assert any(e.action == "secrets.rotate" for e in api.workspace.audit_log(actor="admin"))
