@@ -89,7 +89,7 @@ class FlowEngine:
         # (the CLI) they name files next to the flow.
         self.items = items
         self._fresh: set[str] = set()
-        # Claimed runs whose record is still being committed while they already run.
+        # Claimed runs started before their record is written (see `_create`), until they end.
         self._creating: dict[str, PendingCreate] = {}
         self._flows: dict[tuple[str, str], FlowSpec] = {}
         self._scripts: dict[tuple[str, str, str], Script] = {}
