@@ -448,6 +448,8 @@ async def wait_approval(ex: RunExecution, step: StepSpec, scope: Scope, key: str
             "expires_at": expires_at,
             "form": spec.form,
             "message": spec.message,
+            "approvers": list(spec.approvers),
+            "self_approval": spec.self_approval,
         }
         latest = StepRecord(
             ex.run.id,

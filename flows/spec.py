@@ -89,12 +89,21 @@ def _json_schema(value: Any, key: str) -> Any:
 
 
 class ApprovalSpec(_Spec):
-    """A step that waits for people to approve; `form` is the JSON Schema of their payload."""
+    """A step that waits for people to approve; `form` is the JSON Schema of their payload.
+
+    `approvers` limits who may approve or reject from the studio (`u/<user>`, `g/<group>`;
+    empty: anyone who may run the flow); `self_approval: false` refuses the person who
+    started the run. A signed link is its own credential and bypasses both.
+    """
 
     timeout: float | None = Field(default=None, gt=0)
     required: int = Field(default=1, ge=1)
     form: dict[str, Any] | None = None
     message: str | None = None
+    approvers: list[Annotated[str, Field(pattern=r"^[ug]/[a-z0-9_][a-z0-9_.-]*$")]] = Field(
+        default_factory=list
+    )
+    self_approval: StrictBool = True
 
     _valid_form = field_validator("form")(lambda cls, value: _json_schema(value, "form"))
 

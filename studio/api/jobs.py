@@ -19,6 +19,7 @@ from flows.errors import ApprovalError
 from flows.records import FINISHED, LogRecord, RunRecord, StepRecord
 from studio.api.base import ApiError, ApiHandler, redact_value
 from studio.api.webhooks import SIGNATURE_HEADER, SignatureError, verify, webhook_args
+from studio.auth.permissions import approval_refusal
 from studio.vault import redact
 from studio.workspace.errors import WorkspaceError
 from studio.workspace.paths import check_path
@@ -328,8 +329,11 @@ class ApproveHandler(_RunsHandler):
         actor = self.authorize("run", run.path, "job") if _in_tree(run.path) else self.signed_in()
         if actor.role == "viewer":
             raise ApiError(403, f"{actor.name} is a viewer and cannot approve job {job_id}")
-        if run.status != "suspended" or not _waiting_approvals(await self.store.steps(run.id)):
+        waiting = _waiting_approvals(await self.store.steps(run.id))
+        if run.status != "suspended" or not waiting:
             raise ApiError(409, f"job {job_id} is {run.status}, not waiting for an approval")
+        if refusal := approval_refusal(actor, waiting[0].detail or {}, run.actor):
+            raise ApiError(403, refusal)
         if self.route["action"] == "approve":
             payload = self.body_json()
             try:

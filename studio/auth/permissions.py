@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 from studio.workspace.errors import Invalid
 from studio.workspace.models import Folder, Right, Role
@@ -159,3 +159,21 @@ def _root(path: str) -> tuple[Literal["u", "f"], str]:
             field="path",
         )
     return ("u" if parts[0] == "u" else "f"), parts[1]
+
+
+def approval_refusal(actor: Actor, detail: Mapping[str, Any], started_by: str) -> str | None:
+    """Why `actor` may not approve or reject a waiting approval step (its stored
+    `detail`: `approvers`, `self_approval`) of a run `started_by` someone; None if they may.
+    Admins may always; the run right is checked separately."""
+    if actor.role == "admin":
+        return None
+    if detail.get("self_approval") is False and actor.name == started_by:
+        return f"{actor.name} started this run and its approval step refuses self-approval"
+    approvers = list(detail.get("approvers") or [])
+    if (
+        approvers
+        and f"u/{actor.name}" not in approvers
+        and not any(f"g/{group}" in approvers for group in actor.groups)
+    ):
+        return f"{actor.name} is not among this step's approvers ({', '.join(approvers)})"
+    return None

@@ -17,6 +17,7 @@ from urllib.parse import quote
 import panel as pn
 
 from flows.records import FINISHED, RunRecord
+from studio.auth.permissions import approval_refusal
 from studio.pages.parts import RunMonitor, form_value, run_form
 from studio.pages.session import PageContext, query_arg
 from studio.pages.template import html_pane, page, status_badge
@@ -215,6 +216,8 @@ class Approval:
         if self.ctx.role() == "viewer":
             raise PermissionError(f"{self.ctx.user} is a viewer and cannot approve")
         self.ctx.require("run", self.run.path)
+        if refusal := approval_refusal(self.ctx.actor(), self.step.detail or {}, self.run.actor):
+            raise PermissionError(refusal)
 
     async def _approve(self, _: Any) -> None:
         services = self.ctx.services

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.conftest import wait_for
 from tests.studio.api.conftest import Api, seed, start_api, stop_api
 
 
@@ -118,3 +119,46 @@ def test_a_resource_argument_is_a_path_that_reaches_main_as_the_resource(api: Ap
     # the run's stored arguments keep the path, not the resource's value
     job = api.call("GET", f"/api/jobs/{hidden.body['job_id']}", role="admin").body
     assert job["args"] == {"db": "u/bob/own_db", "table": "orders"}
+
+
+def test_approvers_and_self_approval_are_enforced_by_the_api(api: Api) -> None:
+    api.workspace.create_group("leads", ["viewer", "bob"])  # bob: a developer without f/team
+    api.workspace.set_folder_right("team", "u/bob", "writer")
+    flow = """
+    steps:
+      - id: ok
+        approval: {approvers: ["g/leads"], self_approval: false}
+      - id: done
+        python: "def main(): return 'approved'"
+    """
+    deployed = api.call(
+        "PUT", "/api/flows/f/team/gated", {"content": textwrap.dedent(flow)}, role="dev"
+    )
+    assert deployed.status in (200, 201), deployed.body
+    started = api.call("POST", "/api/run/flow/f/team/gated", {}, role="op")
+    job = started.body["job_id"]
+    wait_for(
+        lambda: api.call("GET", f"/api/jobs/{job}").body["status"] == "suspended",
+        what="the approval",
+    )
+    own = api.call("POST", f"/api/jobs/{job}/approve", {}, role="op")
+    assert own.status == 403
+    assert own.body["error"]["message"] == (
+        "op started this run and its approval step refuses self-approval"
+    )
+    outsider = api.call("POST", f"/api/jobs/{job}/reject", {}, role="dev")
+    assert outsider.status == 403
+    assert outsider.body["error"]["message"] == "dev is not among this step's approvers (g/leads)"
+    assert api.call("POST", f"/api/jobs/{job}/approve", {}, role="bob").status == 200
+    wait_for(
+        lambda: api.call("GET", f"/api/jobs/{job}").body["status"] == "success",
+        what="the flow's end",
+    )
+
+
+def test_approvers_must_be_principals() -> None:
+    from flows.errors import FlowSpecError
+    from flows.flow_files import load_flow
+
+    with pytest.raises(FlowSpecError, match="approvers"):
+        load_flow("steps:\n  - id: ok\n    approval: {approvers: [leads]}\n")

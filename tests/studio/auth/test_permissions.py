@@ -172,3 +172,24 @@ def test_malformed_paths_and_actions_are_invalid_not_forbidden():
         can(actor, "read", "x/y", FOLDERS)
     with pytest.raises(Invalid, match="action 'delete' is not known"):
         can(actor, "delete", "u/me/x", FOLDERS)  # type: ignore[arg-type]
+
+
+def test_approval_refusal_follows_approvers_and_self_approval() -> None:
+    from studio.auth.permissions import Actor, approval_refusal
+
+    lead = Actor("lena", "developer", groups=("leads",))
+    agent = Actor("sam", "operator", groups=("support",))
+    admin = Actor("root", "admin")
+    detail = {"approvers": ["g/leads", "u/ops_boss"], "self_approval": False}
+    assert approval_refusal(lead, detail, started_by="sam") is None
+    assert approval_refusal(Actor("ops_boss", "operator"), detail, started_by="sam") is None
+    assert approval_refusal(agent, detail, started_by="lena") == (
+        "sam is not among this step's approvers (g/leads, u/ops_boss)"
+    )
+    assert approval_refusal(lead, detail, started_by="lena") == (
+        "lena started this run and its approval step refuses self-approval"
+    )
+    assert approval_refusal(admin, detail, started_by="root") is None
+    assert (
+        approval_refusal(agent, {}, started_by="sam") is None
+    )  # no restriction: the run right decides
