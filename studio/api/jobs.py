@@ -87,6 +87,7 @@ class _RunsHandler(ApiHandler):
             "started_at": run.started_at,
             "finished_at": run.finished_at,
             "duration_s": duration,
+            "progress": run.progress,
         }
 
 

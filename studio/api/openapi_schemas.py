@@ -128,6 +128,7 @@ SCHEMAS: dict[str, Any] = {
         started_at=_NUM_OR_NULL,
         finished_at=_NUM_OR_NULL,
         duration_s=_NUM_OR_NULL,
+        progress={"type": ["integer", "null"], "minimum": 0, "maximum": 100},
     ),
     "Step": obj(
         ["key", "step_id", "kind", "attempt", "status", "started_at", "finished_at"],

@@ -170,6 +170,8 @@ class RunMonitor:
                 if self.steps.visible:
                     self.steps.object = steps_html(await store.steps(run_id))
                 self._render_run(run)
+                if run.progress is not None:  # the run reports how far it is (set_progress)
+                    self.progress.value = run.progress
                 if run.status in FINISHED or (run.status == "suspended" and run.wake_at is None):
                     break
                 await asyncio.sleep(POLL_S)

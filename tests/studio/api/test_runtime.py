@@ -97,7 +97,10 @@ def test_state_persists_between_runs_of_the_same_script(api: Api) -> None:
             return count
         """,
     )
-    assert [run(api, "f/team/counter").body["result"] for _ in range(3)] == [1, 2, 3]
+    replies = [run(api, "f/team/counter") for _ in range(3)]
+    assert [reply.body["result"] for reply in replies] == [1, 2, 3]
+    job = api.call("GET", f"/api/jobs/{replies[-1].body['job_id']}", role="dev").body
+    assert job["progress"] == 100
 
 
 def test_nested_script_run_is_recorded_as_a_child(api: Api) -> None:
