@@ -284,10 +284,22 @@ def test_a_local_account_is_never_taken_over_by_name(setup: Setup) -> None:
     assert status == 200, me
     assert (me["name"], me["role"]) == ("admin-2", "viewer")
     # An unverified e-mail links nothing either: the subject id stands in for it.
-    identity = {"sub": "s-unverified", "email": "frank@corp.example", "email_verified": False}
-    _, status, me = sign_in(setup, {**identity, "preferred_username": "frank"})
+    status, _ = _admin(
+        setup,
+        "POST",
+        "/api/users",
+        {
+            "name": "grace",
+            "password": "a-long-password-1",
+            "role": "developer",
+            "email": "grace@corp.example",
+        },
+    )
+    assert status in (200, 201)
+    identity = {"sub": "s-unverified", "email": "grace@corp.example", "email_verified": False}
+    _, status, me = sign_in(setup, {**identity, "preferred_username": "grace"})
     assert status == 200, me
-    assert me["name"] == "frank-2" and me["email"] == "s-unverified@generic.oauth.invalid"
+    assert me["name"] == "grace-2" and me["email"] == "s-unverified@generic.oauth.invalid"
 
 
 def test_a_forged_or_unstarted_callback_is_refused(setup: Setup) -> None:
