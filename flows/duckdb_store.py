@@ -135,24 +135,13 @@ class DuckDbStore:
     async def update_run(self, run_id: str, **fields: Any) -> None:
         """Change fields of a run (none: nothing to do; an unknown name: `StoreError`)."""
         what = f"update_run {run_id!r}"
-        if unknown := sorted(set(fields) - RUN_FIELDS):
-            raise StoreError(
-                f"{what}: a run has no field {', '.join(unknown)}; "
-                f"its fields are {', '.join(RUNS.fields[1:])}"
-            )
-        values = {f: dumps(v, what, f) if f in RUNS.json_fields else v for f, v in fields.items()}
+        values = _run_values(what, fields)
         if values:
             await self._submit(what, lambda txn: txn.update_run(run_id, values))
 
     async def get_run(self, run_id: str) -> RunRecord | None:
         """The run, or None."""
-
-        def get(txn: Txn) -> RunRecord | None:
-            sql = f"SELECT {RUNS.columns} FROM runs WHERE id = ?"
-            row = txn.read("runs").execute(sql, [run_id]).fetchone()
-            return None if row is None else RUNS.load(row)
-
-        return await self._submit(f"get_run {run_id!r}", get)
+        return await self._one_run(f"get_run {run_id!r}", "id = ?", run_id)
 
     async def list_runs(
         self,
@@ -202,12 +191,15 @@ class DuckDbStore:
     async def run_for_key(self, dedupe_key: str) -> RunRecord | None:
         """The run created with this dedupe key, if any."""
 
-        def find(txn: Txn) -> RunRecord | None:
-            sql = f"SELECT {RUNS.columns} FROM runs WHERE dedupe_key = ? LIMIT 1"
-            row = txn.read("runs").execute(sql, [dedupe_key]).fetchone()
+        return await self._one_run(f"run_for_key {dedupe_key!r}", "dedupe_key = ?", dedupe_key)
+
+    async def _one_run(self, what: str, where: str, value: str) -> RunRecord | None:
+        def one(txn: Txn) -> RunRecord | None:
+            sql = f"SELECT {RUNS.columns} FROM runs WHERE {where} LIMIT 1"
+            row = txn.read("runs").execute(sql, [value]).fetchone()
             return None if row is None else RUNS.load(row)
 
-        return await self._submit(f"run_for_key {dedupe_key!r}", find)
+        return await self._submit(what, one)
 
     async def claim(self, worker: str, now: float) -> RunRecord | None:
         """Mark and return the next runnable run for `worker`, or None.
@@ -258,10 +250,8 @@ class DuckDbStore:
         """Commit step attempts (each with its `new` flag) and the run's fields together;
         with `create`, the run's whole record is inserted instead of updated."""
         what = f"finish_run {run_id!r}"
-        if unknown := sorted(set(fields) - RUN_FIELDS):
-            raise StoreError(f"{what}: a run has no field {', '.join(unknown)}")
         rows = [(STEPS.row(step, what), new) for step, new in steps]
-        values = {f: dumps(v, what, f) if f in RUNS.json_fields else v for f, v in fields.items()}
+        values = _run_values(what, fields)
         created = None if create is None else RUNS.row(create, what)
 
         def write(txn: Txn) -> None:
@@ -467,6 +457,17 @@ class _Op:
 
 
 # ---------------------------------------------------------------------- opening
+
+
+def _run_values(what: str, fields: dict[str, Any]) -> dict[str, Any]:
+    """Changed run fields as column values (JSON fields as text); an unknown name is a
+    `StoreError` naming the fields a run has."""
+    if unknown := sorted(set(fields) - RUN_FIELDS):
+        raise StoreError(
+            f"{what}: a run has no field {', '.join(unknown)}; "
+            f"its fields are {', '.join(RUNS.fields[1:])}"
+        )
+    return {f: dumps(v, what, f) if f in RUNS.json_fields else v for f, v in fields.items()}
 
 
 def _run_filters(
