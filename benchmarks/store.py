@@ -19,6 +19,7 @@ import asyncio
 import statistics
 import tempfile
 import time
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -88,9 +89,9 @@ def _runs(prefix: str, n: int) -> list[tuple[RunRecord, list[StepRecord]]]:
 
 
 class _Writes(Protocol):
-    async def create_run(self, run: RunRecord) -> None: ...
+    def create_run(self, run: RunRecord) -> Awaitable[None]: ...
 
-    async def record_step(self, step: StepRecord) -> None: ...
+    def record_step(self, step: StepRecord) -> Awaitable[None]: ...
 
 
 async def _concurrent(store: _Writes, runs: list[tuple[RunRecord, list[StepRecord]]]) -> float:
@@ -114,16 +115,17 @@ async def _bulk(store: DuckDbStore, runs: list[tuple[RunRecord, list[StepRecord]
 
 class _NoStore:
     """Resolves each await on the next loop turn, as the writer thread would, storing
-    nothing: the cost of the awaits themselves."""
+    nothing: the cost of the awaits themselves. Its writes return futures, as
+    `DuckDbStore`'s do, so the floor stays a fair ceiling for the same call shape."""
 
     def __init__(self) -> None:
         self._pending: list[asyncio.Future[None]] = []
 
-    async def create_run(self, run: RunRecord) -> None:
-        await self._later()
+    def create_run(self, run: RunRecord) -> asyncio.Future[None]:
+        return self._later()
 
-    async def record_step(self, step: StepRecord) -> None:
-        await self._later()
+    def record_step(self, step: StepRecord) -> asyncio.Future[None]:
+        return self._later()
 
     def _later(self) -> asyncio.Future[None]:
         loop = asyncio.get_running_loop()

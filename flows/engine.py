@@ -34,7 +34,7 @@ from flows.store import ItemSource, RunStore
 from flows.templates import render
 from kernels.arguments import validate_arguments
 from kernels.messages import Language
-from kernels.runner import ScriptRunner
+from kernels.runner import RunnerSession, ScriptRunner
 from kernels.scripts import Script
 
 ScriptLanguage = Literal["python", "bash", "sql"]
@@ -210,7 +210,7 @@ class FlowEngine:
         if claim and overlap:
             self._creating[run.id] = PendingCreate(self.store, run, OVERLAP_CREATE_AFTER_S)
         else:
-            await self.store.create_run(run)
+            await self.store.create_run(run, new_id=True)  # ids are random uuids
         self._fresh.add(run.id)
         return run
 
@@ -244,21 +244,24 @@ class FlowEngine:
     async def execute(self, run: RunRecord) -> Outcome:
         """Run (or resume) a claimed run until it finishes or suspends."""
         try:
-            return await self._execute(run)
+            # The run's steps share run processes (one fork, not one per step); no
+            # other run ever gets them.
+            async with self.runner.session() as scripts:
+                return await self._execute(run, scripts)
         finally:
             self._creating.pop(run.id, None)
 
-    async def _execute(self, run: RunRecord) -> Outcome:
+    async def _execute(self, run: RunRecord, scripts: RunnerSession) -> Outcome:
         flow = (
             self._script_flow(run) if run.kind == "script" else self.parse(run.definition, run.path)
         )
         if run.id in self._fresh:
             # Submitted by this process and never run: nothing stored to replay.
             self._fresh.discard(run.id)
-            execution = RunExecution(self, run, flow, [])
+            execution = RunExecution(self, run, flow, [], scripts)
             execution.creating = self._creating.get(run.id)
         else:
-            execution = RunExecution(self, run, flow, await self.store.steps(run.id))
+            execution = RunExecution(self, run, flow, await self.store.steps(run.id), scripts)
             execution.log_seq = max((log.seq for log in await self.store.logs(run.id)), default=0)
         started = run.started_at or time.time()
         if run.started_at is None:  # claim() sets it; a run handed over directly may not have it

@@ -28,7 +28,7 @@ from flows.spec import FlowSpec, StepSpec
 from flows.store import RunStore
 from flows.templates import is_template, render
 from kernels.errors import ArgumentError, KernelError
-from kernels.runner import ScriptRunner
+from kernels.runner import RunnerSession
 
 if TYPE_CHECKING:
     from flows.engine import FlowEngine
@@ -46,9 +46,15 @@ class RunExecution:
     """The state of one run while the engine works on it (one task, one run)."""
 
     def __init__(
-        self, engine: FlowEngine, run: RunRecord, flow: FlowSpec, attempts: list[StepRecord]
+        self,
+        engine: FlowEngine,
+        run: RunRecord,
+        flow: FlowSpec,
+        attempts: list[StepRecord],
+        scripts: RunnerSession,
     ) -> None:
         self.engine = engine
+        self.scripts = scripts  # runs this run's code steps, in processes only it uses
         self.run = run
         self.flow = flow
         self.base_dir = Path(run.path).parent if run.path else Path.cwd()
@@ -71,10 +77,6 @@ class RunExecution:
     @property
     def store(self) -> RunStore:
         return self.engine.store
-
-    @property
-    def runner(self) -> ScriptRunner:
-        return self.engine.runner
 
     @property
     def data_dir(self) -> Path:
@@ -112,6 +114,7 @@ class RunExecution:
             await self._instant(step, key, "skipped")
             return None
         if step.kind in WAITING_KINDS:
+            await self.scripts.release()  # a sleeping or suspended run holds no kernel
             return await WAITING_KINDS[step.kind](self, step, scope, key)
         if step.mock is not None and step.mock.enabled:
             await self._instant(step, key, "success", result=step.mock.value, detail={"mock": True})
@@ -422,7 +425,7 @@ class PendingCreate:
         """Write the record now (once); the future is done when it is durable."""
         if self._task is None:
             self._timer.cancel()
-            self._task = asyncio.ensure_future(self._store.create_run(self.run))
+            self._task = asyncio.ensure_future(self._store.create_run(self.run, new_id=True))
         return self._task
 
     def take_unwritten(self) -> RunRecord | None:

@@ -119,7 +119,7 @@ async def _run_script(
         else:
             ex.log(key, "display", str(event.data.get("text/plain", "")))
 
-    result: RunResult = await ex.runner.run(
+    result: RunResult = await ex.scripts.run(
         script,
         args,
         prepare=_resource_resolver(ex, script),

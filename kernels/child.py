@@ -1,4 +1,4 @@
-"""What a run process does: one job, then exit.
+"""What a run process does: one job (or one owner's jobs in a row), then exit.
 
 A run process is a child forked ahead of time by a kernel's zygote (`zygote.py`).
 It accepts one connection from the host, reads the job frame, runs the script's
@@ -6,13 +6,21 @@ It accepts one connection from the host, reads the job frame, runs the script's
 final `result` or `error` frame and exits. Nothing it does survives it, which is how
 one run never sees another's globals or module state.
 
+A job sent with `"session": true` asks the process to stay for the next job on the
+same connection: the host does that for the steps of one flow run, which then pay for
+one fork instead of one per step. Each job still gets a fresh module, its own
+environment variables, working directory and output streams; a job that set limits,
+was interrupted or failed in the system keeps nothing and the process exits after it
+(its final frame says `"more": false`).
+
 Frames sent (all JSON objects, see `framing.py`):
   {"t": "started", "pid": N}
   {"t": "stream", "name": "stdout"|"stderr", "text": "..."}
   {"t": "display", "data": {mime: ...}, "metadata": {...}}
-  {"t": "result", "value": <json>}
+  {"t": "result", "value": <json>, "more": bool}
   {"t": "error", "kind": "code"|"input"|"limit"|"interrupt"|"system", "ename", "evalue",
-   "traceback": "...", "line": N | None}
+   "traceback": "...", "line": N | None, "more": bool}
+`more`: whether the process waits for another job on this connection.
 
 Imported inside kernels: standard library only (IPython is used when present).
 """
@@ -106,45 +114,110 @@ class FrameWriter(io.TextIOBase):
 
 
 def run_connection(conn: socket.socket, relay: FdRelay | None = None) -> None:
-    """Serve the one job that arrives on `conn`; never raises."""
+    """Serve the jobs that arrive on `conn` until one may not be followed; never raises."""
     channel = Channel(conn)
     relay = relay or FdRelay()
     relay.attach(channel)
-    try:
-        job = framing.recv_frame(conn)
-    except (OSError, framing.FrameError):
-        return
-    if job is None:
-        return
-    if job.get("kind") == "ping":
-        channel.send({"t": "pong", "pid": os.getpid(), "zygote": os.getppid()})
-        return
-    channel.send({"t": "started", "pid": os.getpid()})
-    try:
-        final = _run_job(job, channel, relay)
-    except BaseException as exc:  # the last line of defence: report, never hang the host
-        final = _error_frame("system", exc)
-    with contextlib.suppress(OSError):
-        channel.send(final)
+    baseline = _Baseline()
+    while True:
+        try:
+            job = framing.recv_frame(conn)
+        except (OSError, framing.FrameError):
+            return
+        if job is None:  # the host ended the session
+            return
+        if job.get("kind") == "ping":
+            channel.send({"t": "pong", "pid": os.getpid(), "zygote": os.getppid()})
+            return
+        channel.send({"t": "started", "pid": os.getpid()})
+        try:
+            final = _run_job(job, channel, relay, baseline)
+        except BaseException as exc:  # the last line of defence: report, never hang the host
+            final = {**_error_frame("system", exc), "more": False}
+        with contextlib.suppress(OSError):
+            channel.send(final)
+        if not final["more"]:
+            return
 
 
-def _run_job(job: dict[str, Any], channel: Channel, relay: FdRelay) -> dict[str, Any]:
+class _Baseline:
+    """What the process looked like before its first job, restored before each next one."""
+
+    # Handlers a script may change; restored so that, say, an ignored SIGINT does not
+    # make the next job impossible to interrupt.
+    _SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGALRM, signal.SIGXCPU, signal.SIGPIPE)
+
+    def __init__(self) -> None:
+        self.environ = dict(os.environ)
+        self.cwd = os.getcwd()
+        self.threads = threading.active_count()
+        self.handlers = {signum: signal.getsignal(signum) for signum in self._SIGNALS}
+
+    def restore(self) -> None:
+        if dict(os.environ) != self.environ:
+            os.environ.clear()
+            os.environ.update(self.environ)
+        os.chdir(self.cwd)
+        signal.setitimer(signal.ITIMER_REAL, 0)  # an alarm a job left set
+        for signum, handler in self.handlers.items():
+            if signal.getsignal(signum) is not handler and handler is not None:
+                signal.signal(signum, handler)
+
+    def left_running(self) -> bool:
+        """Whether the last job left a thread or a child process behind: its output
+        would land in the next job's."""
+        if threading.active_count() > self.threads:
+            return True
+        while True:
+            try:
+                pid, _ = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return False  # no children at all
+            if pid == 0:
+                return True  # a child still running
+            # a zombie reaped: look again
+
+
+def _run_job(
+    job: dict[str, Any], channel: Channel, relay: FdRelay, baseline: _Baseline
+) -> dict[str, Any]:
+    baseline.restore()
     _prepare_process(job)
     # `import gristmill` in a script is the run's client (get_variable, set_state...).
     sys.modules.setdefault("gristmill", client)
-    sys.stdout = FrameWriter(channel, "stdout")
-    sys.stderr = FrameWriter(channel, "stderr")
+    writers = FrameWriter(channel, "stdout"), FrameWriter(channel, "stderr")
+    sys.stdout, sys.stderr = writers
     _install_display(channel)
+    final: dict[str, Any] | None = None
     try:
-        if job.get("language") == "bash":
-            return _run_bash(job, channel)
-        return _run_python(job)
+        final = _run_bash(job, channel) if job.get("language") == "bash" else _run_python(job)
     except KeyboardInterrupt as exc:
-        return _error_frame("interrupt", exc, "the run was interrupted")
+        final = _error_frame("interrupt", exc, "the run was interrupted")
     finally:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        relay.close()
+        for writer in writers:  # ours, whatever the script put in sys.stdout since
+            with contextlib.suppress(OSError):
+                writer.flush()
+        # Another job may follow only one that left the process as it found it: no
+        # limits lowered for good, no interrupt landing half-way through our own code,
+        # nothing left running that could write into the next job's output.
+        more = (
+            final is not None
+            and bool(job.get("session"))
+            and not _has_limits(job)
+            and final.get("kind") not in ("interrupt", "limit", "system")
+            and not baseline.left_running()
+            and relay.drain()
+        )
+        if not more:
+            relay.close()  # everything written to fds 1 and 2 is sent before the end
+    assert final is not None
+    final["more"] = more
+    return final
+
+
+def _has_limits(job: dict[str, Any]) -> bool:
+    limits = job.get("limits") or {}
+    return bool(limits.get("memory_mib") or limits.get("cpu_s"))
 
 
 def _prepare_process(job: dict[str, Any]) -> None:
@@ -163,7 +236,9 @@ def _prepare_process(job: dict[str, Any]) -> None:
         resource.setrlimit(resource.RLIMIT_AS, (ceiling, ceiling))
     cpu_s = limits.get("cpu_s")
     if cpu_s:
-        soft = max(1, int(cpu_s))
+        # The limit counts the whole process's CPU time, earlier jobs of a session too.
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        soft = int(usage.ru_utime + usage.ru_stime) + max(1, int(cpu_s))
         signal.signal(signal.SIGXCPU, _on_cpu_limit)
         # The hard limit (SIGKILL) catches a run busy in C code that never returns to Python.
         resource.setrlimit(resource.RLIMIT_CPU, (soft, soft + 2))
@@ -177,13 +252,20 @@ class FdRelay:
     """Sends what reaches file descriptors 1 and 2 (subprocesses, C code) as frames.
 
     Made while the run process still waits for its job (`zygote.py`), so its pipes and
-    its one thread cost the run nothing; `attach` gives it the job's channel.
+    its one thread cost the run nothing; `attach` gives it the job's channel. Between
+    two jobs of a session, `drain` makes sure the first job's output is sent before its
+    end; after the last, `close` does.
     """
+
+    # Written down both pipes by `drain`; when the relay reads it back, everything
+    # written before it has been sent. Bytes no text output contains.
+    _MARK = b"\x00\x1egristmill-drained\x1e\x00"
 
     def __init__(self) -> None:
         self._channel: Channel | None = None
         self._attached = threading.Event()
         self._ends: dict[int, str] = {}
+        self._drained = {name: threading.Event() for name in ("stdout", "stderr")}
         for fd, name in ((1, "stdout"), (2, "stderr")):
             read_end, write_end = os.pipe()
             os.dup2(write_end, fd)
@@ -197,21 +279,48 @@ class FdRelay:
         self._attached.set()
 
     def _relay(self) -> None:
+        held = {name: b"" for name in self._ends.values()}  # a mark's start, cut by a read
         with selectors.DefaultSelector() as selector:
             for read_end, name in self._ends.items():
                 selector.register(read_end, selectors.EVENT_READ, name)
             while selector.get_map():
                 for key, _ in selector.select():
+                    name = key.data
                     chunk = os.read(key.fd, 65536)
                     if not chunk:
                         selector.unregister(key.fd)
                         os.close(key.fd)
+                        self._send(name, held[name])
                         continue
-                    self._attached.wait()
-                    with contextlib.suppress(OSError):
-                        assert self._channel is not None
-                        text = chunk.decode("utf-8", "replace")
-                        self._channel.send({"t": "stream", "name": key.data, "text": text})
+                    data = held[name] + chunk
+                    while (at := data.find(self._MARK)) >= 0:
+                        self._send(name, data[:at])
+                        data = data[at + len(self._MARK) :]
+                        self._drained[name].set()
+                    keep = _mark_prefix_at_end(data, self._MARK)
+                    held[name] = data[len(data) - keep :] if keep else b""
+                    self._send(name, data[: len(data) - keep])
+
+    def _send(self, name: str, data: bytes) -> None:
+        if not data:
+            return
+        self._attached.wait()
+        with contextlib.suppress(OSError):
+            assert self._channel is not None
+            text = data.decode("utf-8", "replace")
+            self._channel.send({"t": "stream", "name": name, "text": text})
+
+    def drain(self, timeout: float = 1.0) -> bool:
+        """Wait until what fds 1 and 2 received so far is sent; False if it could not
+        be confirmed (a script moved or closed them): then the process must not be reused."""
+        for event in self._drained.values():
+            event.clear()
+        try:
+            for fd in (1, 2):
+                os.write(fd, self._MARK)
+        except OSError:
+            return False
+        return all(event.wait(timeout) for event in self._drained.values())
 
     def close(self) -> None:
         """Stop capturing and wait until everything written so far has been sent."""
@@ -221,6 +330,14 @@ class FdRelay:
         os.close(devnull)
         self._attached.set()
         self._thread.join(timeout=2)
+
+
+def _mark_prefix_at_end(data: bytes, mark: bytes) -> int:
+    """How many bytes at the end of `data` could begin `mark` (to hold until the next read)."""
+    for size in range(min(len(mark) - 1, len(data)), 0, -1):
+        if data.endswith(mark[:size]):
+            return size
+    return 0
 
 
 def _install_display(channel: Channel) -> None:
@@ -254,6 +371,7 @@ def _install_display(channel: Channel) -> None:
             module.display = display  # type: ignore[attr-defined]
     # IPython is not preloaded in the zygote (it would double what every fork costs);
     # when a run imports it, its display() becomes this one.
+    sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, _DisplayOnImport)]
     sys.meta_path.insert(0, _DisplayOnImport(display))
 
 

@@ -1,10 +1,14 @@
-"""Run one job on a leased kernel: send it, stream its events, enforce its timeout.
+"""Run jobs on a leased kernel: send them, stream their events, enforce their timeouts.
 
-The job goes to the kernel's waiting run process over the run socket; frames come back
+A job goes to the kernel's waiting run process over the run socket; frames come back
 (`child.py` lists them) and become typed events and one `RunResult`. A timeout or a
 cancellation first interrupts the run (SIGINT: a KeyboardInterrupt in the script); a
 run that does not stop within the grace period is killed with its kernel, which the
 pool replaces.
+
+`execute` runs one job in a process of its own. A `RunSession` keeps its process for
+the next job while the last one left it reusable (`child.py` says when): the steps of
+one flow run go through one, and pay for one fork between them.
 """
 
 from __future__ import annotations
@@ -16,7 +20,8 @@ import os
 import signal
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, Literal
+from types import TracebackType
+from typing import Any, Literal, Self
 
 from kernels import framing
 from kernels.errors import KernelDiedError
@@ -46,40 +51,116 @@ async def execute(
     cancel: asyncio.Event | None = None,
     interrupt_grace_s: float = 2.0,
 ) -> RunResult:
-    """Run `job` on the leased kernel and return how it ended.
+    """Run `job` on the leased kernel, in a process of its own, and return how it ended.
 
     Raises `KernelDiedError` only when the job never started (the caller may retry it
     on another kernel, since nothing ran); every other failure is a `RunResult`.
     """
-    started = time.perf_counter()
-    kernel = lease.kernel
-    try:
-        reader, writer = await asyncio.open_unix_connection(str(kernel.run_socket))
-    except OSError as exc:
-        lease.poison(f"run socket unreachable: {exc}")
-        raise KernelDiedError(f"kernel {kernel.id} does not accept runs ({exc})") from exc
-    frames: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
-    pump = asyncio.create_task(_pump(reader, frames))
-    run: _Run | None = None
-    try:
-        writer.write(framing.encode_frame(job.frame()))
-        await writer.drain()
-        first = await _next(frames, _START_TIMEOUT_S)
-        if first is _TIMED_OUT or first is None or first.get("t") != "started":
-            lease.poison("the run process did not start")
-            raise KernelDiedError(f"kernel {kernel.id} did not start the run")
-        run = _Run(lease, int(first["pid"]), on_event, interrupt_grace_s)
-        result = await run.follow(frames, job.limits.timeout_s, cancel)
-        return _with_timing(result, kernel.id, started)
-    except asyncio.CancelledError:
-        if run is not None:
-            await asyncio.shield(run.stop(frames))
-        raise
-    finally:
-        pump.cancel()
-        writer.close()
-        with contextlib.suppress(Exception):
-            await writer.wait_closed()
+    async with RunSession(lease, keep=False, interrupt_grace_s=interrupt_grace_s) as session:
+        return await session.run(job, on_event=on_event, cancel=cancel)
+
+
+class RunSession:
+    """One run process on a leased kernel, for one job or (`keep`) several in a row.
+
+    Use as `async with RunSession(lease) as session:`; `reusable` says whether the
+    process will take another job. Closing it lets the process exit.
+    """
+
+    def __init__(self, lease: KernelLease, *, keep: bool = True, interrupt_grace_s: float = 2.0):
+        self.lease = lease
+        self.keep = keep
+        self.interrupt_grace_s = interrupt_grace_s
+        self.jobs = 0
+        self._writer: asyncio.StreamWriter | None = None
+        self._pump: asyncio.Task[None] | None = None
+        self._frames: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+        self._usable = True
+
+    @property
+    def reusable(self) -> bool:
+        return self.keep and self._usable
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        self._usable = False
+        if self._pump is not None:
+            self._pump.cancel()
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+
+    async def run(
+        self, job: RunJob, *, on_event: EventSink | None = None, cancel: asyncio.Event | None = None
+    ) -> RunResult:
+        """Run `job` and return how it ended; `KernelDiedError` if it never started."""
+        if not self._usable:
+            raise KernelDiedError("this run process takes no more jobs")
+        started = time.perf_counter()
+        kernel = self.lease.kernel
+        writer = self._writer or await self._connect()
+        run: _Run | None = None
+        self.jobs += 1
+        try:
+            writer.write(framing.encode_frame({**job.frame(), "session": self.keep}))
+            await writer.drain()
+            first = await self._started()
+            if first is None:
+                self._usable = False
+                if self.jobs == 1 or not kernel.alive():
+                    self.lease.poison("the run process did not start")
+                raise KernelDiedError(f"kernel {kernel.id} did not start the run")
+            run = _Run(self.lease, int(first["pid"]), on_event, self.interrupt_grace_s)
+            result = await run.follow(self._frames, job.limits.timeout_s, cancel)
+            self._usable = self._usable and run.more
+            return _with_timing(result, kernel.id, started)
+        except ConnectionError as exc:  # the kept process went away between jobs
+            self._usable = False
+            raise KernelDiedError(f"kernel {kernel.id} did not take the run ({exc})") from exc
+        except asyncio.CancelledError:
+            self._usable = False
+            if run is not None:
+                await asyncio.shield(run.stop(self._frames))
+            raise
+        except BaseException:
+            self._usable = False
+            raise
+
+    async def _connect(self) -> asyncio.StreamWriter:
+        kernel = self.lease.kernel
+        try:
+            reader, writer = await asyncio.open_unix_connection(str(kernel.run_socket))
+        except OSError as exc:
+            self._usable = False
+            self.lease.poison(f"run socket unreachable: {exc}")
+            raise KernelDiedError(f"kernel {kernel.id} does not accept runs ({exc})") from exc
+        self._writer = writer
+        self._pump = asyncio.create_task(_pump(reader, self._frames))
+        return writer
+
+    async def _started(self) -> dict[str, Any] | None:
+        """The job's `started` frame, or None if the process will not run it."""
+        deadline = time.monotonic() + _START_TIMEOUT_S
+        while True:
+            frame = await _next(self._frames, max(0.0, deadline - time.monotonic()))
+            if frame is _TIMED_OUT or frame is None:
+                return None
+            if frame.get("t") == "started":
+                return frame
+            # Output a previous job's background thread wrote after that job ended: it
+            # belongs to no job now, and is dropped.
 
 
 class _Run:
@@ -92,6 +173,7 @@ class _Run:
         self.pid = pid
         self.on_event = on_event
         self.grace_s = grace_s
+        self.more = False  # the process takes another job (its final frame said so)
 
     async def follow(
         self,
@@ -156,6 +238,7 @@ class _Run:
                 DisplayEvent(data=frame.get("data") or {}, metadata=frame.get("metadata") or {})
             )
         elif kind == "result":
+            self.more = bool(frame.get("more"))
             return RunResult(status="ok", value=frame.get("value"))
         elif kind == "error":
             error = RunError(
@@ -166,6 +249,7 @@ class _Run:
                 line=frame.get("line"),
                 field=frame.get("field"),
             )
+            self.more = bool(frame.get("more"))
             return RunResult(status="error", error=error)
         return None
 

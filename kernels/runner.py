@@ -6,14 +6,16 @@ This is the one entry point the CLI, the flows engine and the server use to run 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from types import TracebackType
+from typing import Any, Self
 
 from kernels.arguments import validate_arguments
-from kernels.environments import EnvironmentStore
+from kernels.environments import EnvironmentSpec, EnvironmentStore
 from kernels.errors import KernelDiedError
-from kernels.execution import EventSink, execute
-from kernels.messages import RunContext, RunLimits, RunResult
+from kernels.execution import EventSink, RunSession, execute
+from kernels.messages import RunContext, RunJob, RunLimits, RunResult
 from kernels.pool import KernelPool
 from kernels.scripts import Script
 
@@ -50,14 +52,7 @@ class ScriptRunner:
         the schema) and `EnvironmentBuildError` (requirements cannot be installed)
         before anything runs; a failure of the code itself is a `RunResult`.
         """
-        if script.language == "bash":
-            # Bash sees only text: numbers and booleans from a flow or a form become words.
-            args = {name: _as_word(value) for name, value in args.items()}
-        checked = validate_arguments(args, script.schema)
-        if prepare is not None:  # e.g. resource paths replaced by the resources (the server)
-            checked = await prepare(checked)
-        environment = await self.environments.resolve(script.requirements)
-        job = script.job(checked, context=context, limits=limits, env=dict(env or {}))
+        environment, job = await self.prepare_job(script, args, context, limits, env, prepare)
         for attempt in range(1, _START_ATTEMPTS + 1):
             async with self.pool.lease(environment) as lease:
                 try:
@@ -72,6 +67,153 @@ class ScriptRunner:
                     if attempt == _START_ATTEMPTS:
                         raise
         raise AssertionError("unreachable")
+
+    async def prepare_job(
+        self,
+        script: Script,
+        args: Mapping[str, Any],
+        context: RunContext | None,
+        limits: RunLimits | None,
+        env: Mapping[str, str] | None,
+        prepare: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]] | None,
+    ) -> tuple[EnvironmentSpec, RunJob]:
+        """The checked job and the environment it runs in (see `run` for what it raises)."""
+        if script.language == "bash":
+            # Bash sees only text: numbers and booleans from a flow or a form become words.
+            args = {name: _as_word(value) for name, value in args.items()}
+        checked = validate_arguments(args, script.schema)
+        if prepare is not None:  # e.g. resource paths replaced by the resources (the server)
+            checked = await prepare(checked)
+        environment = await self.environments.resolve(script.requirements)
+        job = script.job(checked, context=context, limits=limits, env=dict(env or {}))
+        return environment, job
+
+    def session(self, *, idle_s: float = 0.5) -> RunnerSession:
+        """Runs that may share run processes: use as `async with runner.session() as s:`."""
+        return RunnerSession(self, idle_s=idle_s)
+
+
+class RunnerSession:
+    """Runs for one owner (the steps of one flow run) that reuse run processes.
+
+    `run` takes the same arguments as `ScriptRunner.run`. A run process that ends a job
+    reusable waits, holding its kernel, for the owner's next job in the same
+    environment, at most `idle_s`; runs at the same time get processes of their own.
+    Processes never pass between owners, so isolation holds per owner: a step sees no
+    other flow run's state. Leaving the `async with` block lets every process go.
+    """
+
+    def __init__(self, runner: ScriptRunner, *, idle_s: float) -> None:
+        self.runner = runner
+        self.idle_s = idle_s
+        self._idle: dict[str, list[_Held]] = {}
+        self._closing: set[asyncio.Task[None]] = set()
+        self._closed = False
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.release()
+        self._closed = True
+
+    async def release(self) -> None:
+        """Let every waiting process go now (before the owner waits a long time)."""
+        held = [h for waiting in self._idle.values() for h in waiting]
+        self._idle.clear()
+        for h in held:
+            self._close_later(h)
+        if self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)
+
+    async def run(
+        self,
+        script: Script,
+        args: Mapping[str, Any],
+        *,
+        context: RunContext | None = None,
+        limits: RunLimits | None = None,
+        env: Mapping[str, str] | None = None,
+        on_event: EventSink | None = None,
+        cancel: asyncio.Event | None = None,
+        prepare: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]] | None = None,
+    ) -> RunResult:
+        """As `ScriptRunner.run`, in a waiting process of this session when there is one."""
+        if self._closed:
+            raise RuntimeError("this runner session has ended")
+        runner = self.runner
+        environment, job = await runner.prepare_job(script, args, context, limits, env, prepare)
+        for attempt in range(1, _START_ATTEMPTS + 1):
+            held = self._take(environment.id) or await _Held.open(runner, environment)
+            try:
+                result = await held.session.run(job, on_event=on_event, cancel=cancel)
+            except KernelDiedError:
+                self._close_later(held)
+                if attempt == _START_ATTEMPTS:
+                    raise
+                continue
+            except BaseException:
+                self._close_later(held)
+                raise
+            if held.session.reusable and not self._closed:
+                self._keep(environment.id, held)
+            else:
+                self._close_later(held)
+            return result
+        raise AssertionError("unreachable")
+
+    def _take(self, env_id: str) -> _Held | None:
+        waiting = self._idle.get(env_id)
+        if not waiting:
+            return None
+        held = waiting.pop()
+        if held.expiry is not None:
+            held.expiry.cancel()
+        return held
+
+    def _keep(self, env_id: str, held: _Held) -> None:
+        self._idle.setdefault(env_id, []).append(held)
+        held.expiry = asyncio.get_running_loop().call_later(self.idle_s, self._expire, env_id, held)
+
+    def _expire(self, env_id: str, held: _Held) -> None:
+        waiting = self._idle.get(env_id, [])
+        if held in waiting:
+            waiting.remove(held)
+            self._close_later(held)
+
+    def _close_later(self, held: _Held) -> None:
+        task = asyncio.ensure_future(held.close())
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+
+class _Held:
+    """A leased kernel and a run process on it, kept by a `RunnerSession`."""
+
+    def __init__(self, stack: contextlib.AsyncExitStack, session: RunSession) -> None:
+        self.stack = stack
+        self.session = session
+        self.expiry: asyncio.TimerHandle | None = None
+
+    @classmethod
+    async def open(cls, runner: ScriptRunner, environment: EnvironmentSpec) -> _Held:
+        async with contextlib.AsyncExitStack() as stack:
+            lease = await stack.enter_async_context(runner.pool.lease(environment))
+            session = await stack.enter_async_context(
+                RunSession(lease, interrupt_grace_s=runner.interrupt_grace_s)
+            )
+            return cls(stack.pop_all(), session)
+        raise AssertionError("unreachable")
+
+    async def close(self) -> None:
+        if self.expiry is not None:
+            self.expiry.cancel()
+        await self.stack.aclose()  # the process exits, the kernel goes back to the pool
 
 
 def _as_word(value: Any) -> Any:

@@ -16,6 +16,7 @@ import pytest
 
 from flows.duckdb_schema import migrations
 from flows.duckdb_store import DuckDbStore
+from flows.duckdb_tables import dumps, encode_json
 from flows.errors import StoreError
 from flows.records import LogRecord, RunRecord, StepRecord
 
@@ -178,6 +179,49 @@ def test_values_that_are_not_json_are_refused_by_the_call(tmp_path: Path) -> Non
         assert await store.get_run("r1") is None
 
     with_store(tmp_path / "runs.duckdb", body)
+
+
+def test_calls_are_queued_when_made_and_refusals_raise_at_the_await(tmp_path: Path) -> None:
+    async def body(store: DuckDbStore) -> None:
+        created = store.create_run(a_run("r1"))
+        assert asyncio.isfuture(created)  # queued already: no Task, no coroutine
+        refused = store.record_step(a_step("r1", "a", result={"x": object()}))
+        await created
+        with pytest.raises(StoreError, match="result is not JSON"):
+            await refused
+        loop = asyncio.get_running_loop()
+
+        def elsewhere() -> RunRecord | None:
+            """A thread with no event loop hands the call to the store's loop."""
+            return asyncio.run_coroutine_threadsafe(store.get_run("r1"), loop).result(30)
+
+        assert await asyncio.to_thread(elsewhere) == a_run("r1")
+        assert await store.steps("r1") == []
+
+    with_store(tmp_path / "runs.duckdb", body)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [AWKWARD, "é\n", 1.5, -0.0, 10**30, None, [], {1: "int key", None: 0, False: 1, 2.5: "f"}],
+)
+def test_json_text_is_what_json_dumps_writes(value: Any) -> None:
+    assert encode_json(value) == json.dumps(value, allow_nan=False, separators=(",", ":"))
+
+
+def test_json_text_refuses_what_json_dumps_refuses() -> None:
+    circular: list[Any] = []
+    circular.append(circular)
+    for value, error in [
+        (circular, "Circular reference detected"),
+        (float("nan"), "Out of range float values"),
+        ({"when": object()}, "Object of type object is not JSON serializable"),
+        ({(1, 2): "tuple key"}, "keys must be str, int, float, bool or None"),
+    ]:
+        with pytest.raises((TypeError, ValueError), match=error):
+            encode_json(value)
+    with pytest.raises(StoreError, match="r1: args is not JSON \\(Circular reference"):
+        dumps(circular, "r1", "args")
 
 
 # ---------------------------------------------------------------------- runs

@@ -1,0 +1,144 @@
+"""The run store's journal end to end: writes acknowledged from it survive SIGKILL, are
+read back at once, reach DuckDB exactly once, and a damaged journal stops the store."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from flows.duckdb_store import DuckDbStore
+from flows.errors import StoreError
+from flows.records import LogRecord, RunRecord, StepRecord
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# Writes a run through DuckDB, then its steps, logs and end through the journal, says
+# so, and waits to be killed.
+WRITER = textwrap.dedent(
+    """
+    import asyncio, sys, time
+    from pathlib import Path
+    from flows.duckdb_store import DuckDbStore
+    from flows.records import LogRecord, RunRecord, StepRecord
+
+    async def main():
+        store = DuckDbStore(Path(sys.argv[1]))
+        await store.__aenter__()
+        await store.create_run(RunRecord(id="r1", kind="flow", path="f/a/b",
+                                         definition="steps: []", created_at=1.0))
+        await asyncio.gather(*(
+            store.record_step(StepRecord(run_id="r1", key=f"s{i}", step_id=f"s{i}",
+                                         kind="python", status="success", result=i,
+                                         started_at=float(i), finished_at=i + 0.5), new=True)
+            for i in range(3)
+        ))
+        await store.append_logs([LogRecord("r1", "s0", 1, "stdout", "hello", 2.0)])
+        await store.finish_run("r1", [], status="success", result={"n": 3}, finished_at=9.0)
+        print("acknowledged", flush=True)
+        time.sleep(600)
+
+    asyncio.run(main())
+    """
+)
+
+
+def test_writes_acknowledged_from_the_journal_survive_sigkill(tmp_path: Path) -> None:
+    db = tmp_path / "runs.duckdb"
+    writer = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(db)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    try:
+        assert writer.stdout is not None
+        assert writer.stdout.readline().strip() == "acknowledged"
+    finally:
+        writer.send_signal(signal.SIGKILL)
+        writer.wait(timeout=30)
+    assert Path(f"{db}.journal").stat().st_size > 0  # acknowledged, not in DuckDB yet
+    with duckdb.connect(str(db)) as con:  # DuckDB alone does not have them
+        assert con.execute("SELECT count(*) FROM steps").fetchone() == (0,)
+
+    async def reopened() -> tuple[RunRecord | None, list[StepRecord], list[LogRecord]]:
+        async with DuckDbStore(db) as store:
+            return await store.get_run("r1"), await store.steps("r1"), await store.logs("r1")
+
+    run, steps, logs = asyncio.run(reopened())
+    assert run is not None and run.status == "success" and run.result == {"n": 3}
+    assert [(s.key, s.result) for s in steps] == [("s0", 0), ("s1", 1), ("s2", 2)]
+    assert [log.text for log in logs] == ["hello"]
+    assert Path(f"{db}.journal").stat().st_size == 0  # all of it in DuckDB now
+
+
+def test_a_read_sees_every_acknowledged_write_at_once(tmp_path: Path) -> None:
+    async def go() -> None:
+        async with DuckDbStore(tmp_path / "runs.duckdb") as store:
+            await store.create_run(
+                RunRecord(id="r", kind="flow", path="p", definition="steps: []", created_at=1.0)
+            )
+            for i in range(5):
+                await store.record_step(
+                    StepRecord(run_id="r", key=f"k{i}", step_id="k", kind="python", started_at=i),
+                    new=True,
+                )
+                await store.update_run("r", status="running", progress=i)
+                assert len(await store.steps("r")) == i + 1
+                run = await store.get_run("r")
+                assert run is not None and run.progress == i
+
+    asyncio.run(go())
+
+
+def test_entries_duckdb_already_holds_are_not_applied_twice(tmp_path: Path) -> None:
+    db = tmp_path / "runs.duckdb"
+    log = LogRecord("r", "s", 1, "stdout", "once", 1.0)
+
+    async def write() -> None:
+        async with DuckDbStore(db) as store:
+            await store.append_logs([log])
+
+    asyncio.run(write())
+    # A crash after DuckDB committed the entry, before the journal was emptied:
+    Path(f"{db}.journal").write_text('[1,"add_logs",[["r","s",1,"stdout","once",1.0]]]\n')
+
+    async def read() -> list[LogRecord]:
+        async with DuckDbStore(db) as store:
+            return await store.logs("r")
+
+    assert [entry.text for entry in asyncio.run(read())] == ["once"]
+
+
+def test_a_journal_entry_from_a_newer_version_stops_the_store_opening(tmp_path: Path) -> None:
+    db = tmp_path / "runs.duckdb"
+    Path(f"{db}.journal").write_text('[1,"compact_everything",[]]\n')
+
+    async def open_it() -> None:
+        async with DuckDbStore(db):
+            pass
+
+    with pytest.raises(StoreError, match=r"unknown write 'compact_everything' \(entry 1\)"):
+        asyncio.run(open_it())
+    assert Path(f"{db}.journal").read_text().startswith('[1,"compact_everything"')
+
+
+def test_without_a_journal_writes_go_straight_to_duckdb(tmp_path: Path) -> None:
+    db = tmp_path / "runs.duckdb"
+
+    async def go() -> None:
+        async with DuckDbStore(db, journal=False) as store:
+            await store.append_logs([LogRecord("r", "s", 1, "stdout", "x", 1.0)])
+
+    asyncio.run(go())
+    assert not Path(f"{db}.journal").exists()
+    with duckdb.connect(str(db)) as con:
+        assert con.execute("SELECT count(*) FROM logs").fetchone() == (1,)
