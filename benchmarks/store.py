@@ -1,10 +1,13 @@
 """Run-store figures: durable records per second through `DuckDbStore`, and one write's latency.
 
 - store_rows_per_s: run + step records per second written the way the engine writes
-  them: every run's `create_run` and its steps' `record_step` awaited concurrently
-  (10,000 runs x 5 steps; 1,000 with --quick). Counted when the last await returns,
-  so every record is committed.
-- store_commits / store_ops_per_commit: how many transactions that took (group commit).
+  them: 1,000 flow runs in flight at any time, each `create_run` (a fresh id) and then
+  its 5 steps' first `record_step` awaited together, as parallel steps are; a writer
+  that finishes a run takes the next (10,000 runs in all, their records made before the
+  clock starts; 1,000 with --quick). Counted when the last await returns, so every
+  record is durable.
+- store_commits / store_ops_per_commit: how many durable group commits that took
+  (journal syncs and DuckDB transactions).
 - await_floor_rows_per_s: the same awaits resolved at once by a stand-in that stores
   nothing: what the event loop alone allows here, the ceiling for store_rows_per_s.
 - store_bulk_rows_per_s: the same records through `write_many`, in chunks of 1,000 runs
@@ -34,16 +37,15 @@ async def run(quick: bool = False) -> dict[str, Any]:
     n_runs = 1_000 if quick else 10_000
     with tempfile.TemporaryDirectory(prefix="gm-bench-store-") as tmp:
         async with DuckDbStore(Path(tmp) / "concurrent.duckdb") as store:
-            await _concurrent(store, _runs("warm", 200))  # warm-up: first statements, pages
+            await _concurrent(store, "warm", 200)  # warm-up: first statements, pages
             commits_before = store.commits
-            runs = _runs("c", n_runs)
-            seconds = await _concurrent(store, runs)
+            seconds = await _concurrent(store, "c", n_runs)
             commits = store.commits - commits_before
             latencies = await _sequential(store, 200 if quick else 1_000)
         async with DuckDbStore(Path(tmp) / "bulk.duckdb") as store:
             await _bulk(store, _runs("warm", 200))
             bulk_seconds = await _bulk(store, _runs("b", n_runs))
-    floor_seconds = await _concurrent(_NoStore(), _runs("f", n_runs))
+    floor_seconds = await _concurrent(_NoStore(), "f", n_runs)
     records = n_runs * (1 + STEPS_PER_RUN)
     return {
         "store_rows_per_s": round(records / seconds),
@@ -58,49 +60,57 @@ async def run(quick: bool = False) -> dict[str, Any]:
 
 
 def _runs(prefix: str, n: int) -> list[tuple[RunRecord, list[StepRecord]]]:
+    return [_run(prefix, i) for i in range(n)]
+
+
+def _run(prefix: str, i: int) -> tuple[RunRecord, list[StepRecord]]:
+    """The records of run `i`: the run and its steps' first attempts."""
     now = time.time()
-    out = []
-    for i in range(n):
-        run_id = f"{prefix}-{i:06d}"
-        run = RunRecord(
-            id=run_id,
-            kind="flow",
-            path="f/bench/nightly",
-            definition=DEFINITION,
-            args={"n": i, "tags": ["a", "b"]},
-            created_at=now + i * 1e-6,
+    run_id = f"{prefix}-{i:06d}"
+    run = RunRecord(
+        id=run_id,
+        kind="flow",
+        path="f/bench/nightly",
+        definition=DEFINITION,
+        args={"n": i, "tags": ["a", "b"]},
+        created_at=now,
+    )
+    steps = [
+        StepRecord(
+            run_id=run_id,
+            key=f"s{j}",
+            step_id=f"s{j}",
+            kind="python",
+            status="success",
+            args={"n": i},
+            result={"rows": [i, j], "ok": True},
+            started_at=now + j * 0.001,
+            finished_at=now + j * 0.001 + 0.0005,
         )
-        steps = [
-            StepRecord(
-                run_id=run_id,
-                key=f"s{j}",
-                step_id=f"s{j}",
-                kind="python",
-                status="success",
-                args={"n": i},
-                result={"rows": [i, j], "ok": True},
-                started_at=now + j * 0.001,
-                finished_at=now + j * 0.001 + 0.0005,
-            )
-            for j in range(STEPS_PER_RUN)
-        ]
-        out.append((run, steps))
-    return out
+        for j in range(STEPS_PER_RUN)
+    ]
+    return run, steps
 
 
 class _Writes(Protocol):
-    def create_run(self, run: RunRecord) -> Awaitable[None]: ...
+    def create_run(self, run: RunRecord, *, new_id: bool = False) -> Awaitable[None]: ...
 
-    def record_step(self, step: StepRecord) -> Awaitable[None]: ...
+    def record_step(self, step: StepRecord, *, new: bool = False) -> Awaitable[None]: ...
 
 
-async def _concurrent(store: _Writes, runs: list[tuple[RunRecord, list[StepRecord]]]) -> float:
-    async def one(run: RunRecord, steps: list[StepRecord]) -> None:
-        await store.create_run(run)
-        await asyncio.gather(*(store.record_step(step) for step in steps))
+IN_FLIGHT = 1_000
+
+
+async def _concurrent(store: _Writes, prefix: str, n_runs: int) -> float:
+    runs = iter(_runs(prefix, n_runs))  # made beforehand: what is timed is the store
+
+    async def writer() -> None:
+        for run, steps in runs:  # shared: each writer takes the next run
+            await store.create_run(run, new_id=True)
+            await asyncio.gather(*(store.record_step(step, new=True) for step in steps))
 
     start = time.perf_counter()
-    await asyncio.gather(*(one(run, steps) for run, steps in runs))
+    await asyncio.gather(*(writer() for _ in range(min(IN_FLIGHT, n_runs))))
     return time.perf_counter() - start
 
 
@@ -121,10 +131,10 @@ class _NoStore:
     def __init__(self) -> None:
         self._pending: list[asyncio.Future[None]] = []
 
-    def create_run(self, run: RunRecord) -> asyncio.Future[None]:
+    def create_run(self, run: RunRecord, *, new_id: bool = False) -> asyncio.Future[None]:
         return self._later()
 
-    def record_step(self, step: StepRecord) -> asyncio.Future[None]:
+    def record_step(self, step: StepRecord, *, new: bool = False) -> asyncio.Future[None]:
         return self._later()
 
     def _later(self) -> asyncio.Future[None]:

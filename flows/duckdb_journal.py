@@ -6,11 +6,14 @@ thread appends each batch of plain writes (step attempts, run updates, run ends)
 syncs, and only then acknowledges them; it applies them to DuckDB later, many batches
 in one transaction, and always before anything reads (`duckdb_store.py`).
 
-Each entry is one line of JSON: `[seq, op, *args]`. The transaction that applies entries
-to DuckDB also records the last applied `seq` (table `journal_applied`), so when the
-store opens after a crash it applies exactly the entries DuckDB does not have yet; the
-file is emptied once DuckDB holds everything in it. A line cut short by a crash was
-never acknowledged (the sync comes after the whole batch is written), and is dropped.
+Each append is one frame: its length, a CRC-32 of its body, and the body, which is
+`marshal` data (the C serialiser of plain values: strings, numbers, None, tuples,
+lists, dicts; loading it runs no code), `(first_seq, [(op, args), ...])`. The
+transaction that applies entries to DuckDB also records the last applied `seq` (table
+`journal_applied`), so when the store opens after a crash it applies exactly the entries
+DuckDB does not have yet; the file is emptied once DuckDB holds everything in it. A
+frame cut short by a crash was never acknowledged (the sync comes after the whole frame
+is written), and is dropped.
 
 Used only by the writer thread: nothing here is thread-safe.
 """
@@ -18,15 +21,18 @@ Used only by the writer thread: nothing here is thread-safe.
 from __future__ import annotations
 
 import contextlib
-import json
+import marshal
 import os
+import struct
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from flows.errors import StoreError
 
-Entry = tuple[int, str, list[Any]]  # seq, op, args
+Entry = tuple[int, str, Sequence[Any]]  # seq, op, args
+_HEADER = struct.Struct("<II")  # body length, CRC-32 of the body
 
 
 class Journal:
@@ -52,18 +58,17 @@ class Journal:
         return [entry for entry in entries if entry[0] > applied]
 
     def append(self, ops: list[tuple[str, Sequence[Any]]]) -> int:
-        """Write `ops` and sync; they are durable when this returns. Returns the last seq."""
+        """Write `ops` and sync; they are durable when this returns. Returns the last seq.
+        Raises ValueError for a value `marshal` cannot write (nothing is written then)."""
         if self._fd is None:
             raise StoreError(f"the run store's journal {self.path} is not open")
-        lines = []
-        for op, args in ops:
-            lines.append(json.dumps([self.next_seq, op, *args], separators=(",", ":")))
-            self.next_seq += 1
-        data = ("\n".join(lines) + "\n").encode()
+        body = marshal.dumps((self.next_seq, ops))
+        data = _HEADER.pack(len(body), zlib.crc32(body)) + body
         view = memoryview(data)
         while view:
             view = view[os.write(self._fd, view) :]
         os.fdatasync(self._fd)
+        self.next_seq += len(ops)
         return self.next_seq - 1
 
     def clear(self) -> None:
@@ -78,26 +83,32 @@ class Journal:
             os.close(fd)
 
     def _read(self) -> tuple[list[Entry], int]:
-        """The complete entries in the file, and the size they take."""
+        """The entries of the complete frames in the file, and the size those take."""
         try:
             data = self.path.read_bytes()
         except FileNotFoundError:
             return [], 0
         entries: list[Entry] = []
-        size = 0
-        for line in data.splitlines(keepends=True):
-            if not line.endswith(b"\n"):
-                break
+        at = 0
+        while at + _HEADER.size <= len(data):
+            length, crc = _HEADER.unpack_from(data, at)
+            body = data[at + _HEADER.size : at + _HEADER.size + length]
+            if len(body) < length:
+                break  # cut short by a crash: never acknowledged
             try:
-                seq, op, *args = json.loads(line)
-            except (ValueError, TypeError) as exc:
+                if zlib.crc32(body) != crc:
+                    raise ValueError("its checksum does not match")
+                first, ops = marshal.loads(body)
+                entries.extend((first + i, str(op), args) for i, (op, args) in enumerate(ops))
+            except (ValueError, TypeError, EOFError) as exc:
+                if at + _HEADER.size + length == len(data):
+                    break  # the last frame, half written when the machine stopped
                 raise StoreError(
-                    f"the run store's journal {self.path} is damaged at byte {size} ({exc}); "
+                    f"the run store's journal {self.path} is damaged at byte {at} ({exc}); "
                     "it holds acknowledged writes DuckDB may lack: keep a copy before removing it"
                 ) from exc
-            entries.append((int(seq), str(op), args))
-            size += len(line)
-        return entries, size
+            at += _HEADER.size + length
+        return entries, at
 
 
 def _sync_directory(directory: Path) -> None:

@@ -176,7 +176,7 @@ class Writer:
             return False  # DuckDB refuses the duplicate, and tells its caller
         try:
             self._last_seq = self.journal.append([(JOURNALED[op.run], op.args) for op in batch])
-        except (TypeError, ValueError):  # a value JSON cannot carry: DuckDB will say
+        except ValueError:  # a value marshal cannot carry: DuckDB will say
             return False
         if not self._unapplied:
             self._unapplied_since = time.monotonic()

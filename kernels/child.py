@@ -27,9 +27,11 @@ Imported inside kernels: standard library only (IPython is used when present).
 
 from __future__ import annotations
 
+import array
 import asyncio
 import builtins
 import contextlib
+import fcntl
 import importlib.abc
 import importlib.machinery
 import inspect
@@ -41,7 +43,9 @@ import signal
 import socket
 import subprocess
 import sys
+import termios
 import threading
+import time
 import traceback
 import types
 import typing
@@ -118,7 +122,7 @@ def run_connection(conn: socket.socket, relay: FdRelay | None = None) -> None:
     channel = Channel(conn)
     relay = relay or FdRelay()
     relay.attach(channel)
-    baseline = _Baseline()
+    baseline: _Baseline | None = None  # taken before the first job of a session
     while True:
         try:
             job = framing.recv_frame(conn)
@@ -131,6 +135,8 @@ def run_connection(conn: socket.socket, relay: FdRelay | None = None) -> None:
             return
         channel.send({"t": "started", "pid": os.getpid()})
         try:
+            if baseline is None and job.get("session"):
+                baseline = _Baseline()
             final = _run_job(job, channel, relay, baseline)
         except BaseException as exc:  # the last line of defence: report, never hang the host
             final = {**_error_frame("system", exc), "more": False}
@@ -179,9 +185,10 @@ class _Baseline:
 
 
 def _run_job(
-    job: dict[str, Any], channel: Channel, relay: FdRelay, baseline: _Baseline
+    job: dict[str, Any], channel: Channel, relay: FdRelay, baseline: _Baseline | None
 ) -> dict[str, Any]:
-    baseline.restore()
+    if baseline is not None:
+        baseline.restore()
     _prepare_process(job)
     # `import gristmill` in a script is the run's client (get_variable, set_state...).
     sys.modules.setdefault("gristmill", client)
@@ -205,6 +212,7 @@ def _run_job(
             and bool(job.get("session"))
             and not _has_limits(job)
             and final.get("kind") not in ("interrupt", "limit", "system")
+            and baseline is not None
             and not baseline.left_running()
             and relay.drain()
         )
@@ -257,20 +265,20 @@ class FdRelay:
     end; after the last, `close` does.
     """
 
-    # Written down both pipes by `drain`; when the relay reads it back, everything
-    # written before it has been sent. Bytes no text output contains.
-    _MARK = b"\x00\x1egristmill-drained\x1e\x00"
-
     def __init__(self) -> None:
         self._channel: Channel | None = None
         self._attached = threading.Event()
         self._ends: dict[int, str] = {}
-        self._drained = {name: threading.Event() for name in ("stdout", "stderr")}
+        # Held while a chunk is read and sent: with it held and both pipes empty,
+        # everything written so far has been sent.
+        self._lock = threading.Lock()
         for fd, name in ((1, "stdout"), (2, "stderr")):
             read_end, write_end = os.pipe()
+            os.set_blocking(read_end, False)
             os.dup2(write_end, fd)
             os.close(write_end)
             self._ends[read_end] = name
+        self._pipes = {fd: os.fstat(fd).st_ino for fd in (1, 2)}
         self._thread = threading.Thread(target=self._relay, daemon=True)
         self._thread.start()
 
@@ -279,31 +287,23 @@ class FdRelay:
         self._attached.set()
 
     def _relay(self) -> None:
-        held = {name: b"" for name in self._ends.values()}  # a mark's start, cut by a read
         with selectors.DefaultSelector() as selector:
             for read_end, name in self._ends.items():
                 selector.register(read_end, selectors.EVENT_READ, name)
             while selector.get_map():
                 for key, _ in selector.select():
-                    name = key.data
-                    chunk = os.read(key.fd, 65536)
-                    if not chunk:
-                        selector.unregister(key.fd)
-                        os.close(key.fd)
-                        self._send(name, held[name])
-                        continue
-                    data = held[name] + chunk
-                    while (at := data.find(self._MARK)) >= 0:
-                        self._send(name, data[:at])
-                        data = data[at + len(self._MARK) :]
-                        self._drained[name].set()
-                    keep = _mark_prefix_at_end(data, self._MARK)
-                    held[name] = data[len(data) - keep :] if keep else b""
-                    self._send(name, data[: len(data) - keep])
+                    with self._lock:
+                        try:
+                            chunk = os.read(key.fd, 65536)
+                        except BlockingIOError:
+                            continue
+                        if not chunk:
+                            selector.unregister(key.fd)
+                            os.close(key.fd)
+                            continue
+                        self._send(key.data, chunk)
 
     def _send(self, name: str, data: bytes) -> None:
-        if not data:
-            return
         self._attached.wait()
         with contextlib.suppress(OSError):
             assert self._channel is not None
@@ -311,16 +311,21 @@ class FdRelay:
             self._channel.send({"t": "stream", "name": name, "text": text})
 
     def drain(self, timeout: float = 1.0) -> bool:
-        """Wait until what fds 1 and 2 received so far is sent; False if it could not
-        be confirmed (a script moved or closed them): then the process must not be reused."""
-        for event in self._drained.values():
-            event.clear()
+        """Wait until what fds 1 and 2 received so far is sent; False if that cannot be
+        told (a script pointed them elsewhere): then the process must not be reused."""
         try:
-            for fd in (1, 2):
-                os.write(fd, self._MARK)
-        except OSError:
+            if any(os.fstat(fd).st_ino != inode for fd, inode in self._pipes.items()):
+                return False
+        except OSError:  # closed
             return False
-        return all(event.wait(timeout) for event in self._drained.values())
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._lock:
+                if not any(_unread(read_end) for read_end in self._ends):
+                    return True
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.0002)  # the relay is reading it
 
     def close(self) -> None:
         """Stop capturing and wait until everything written so far has been sent."""
@@ -332,12 +337,11 @@ class FdRelay:
         self._thread.join(timeout=2)
 
 
-def _mark_prefix_at_end(data: bytes, mark: bytes) -> int:
-    """How many bytes at the end of `data` could begin `mark` (to hold until the next read)."""
-    for size in range(min(len(mark) - 1, len(data)), 0, -1):
-        if data.endswith(mark[:size]):
-            return size
-    return 0
+def _unread(fd: int) -> int:
+    """How many bytes wait in the pipe `fd`."""
+    count = array.array("i", [0])
+    fcntl.ioctl(fd, termios.FIONREAD, count)
+    return count[0]
 
 
 def _install_display(channel: Channel) -> None:

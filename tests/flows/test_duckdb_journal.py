@@ -40,22 +40,51 @@ def test_numbering_goes_on_from_duckdb_after_the_file_was_cleared(tmp_path: Path
     again.close()
 
 
-def test_a_line_cut_short_by_a_crash_is_dropped(tmp_path: Path) -> None:
+def test_a_frame_cut_short_by_a_crash_is_dropped(tmp_path: Path) -> None:
     path = tmp_path / "runs.journal"
-    path.write_bytes(b'[1,"a",1]\n[2,"b",2]\n[3,"c",')
     journal = Journal(path)
-    assert [seq for seq, _, _ in journal.open(applied=0)] == [1, 2]
-    assert journal.append([("d", [4])]) == 3
+    journal.open(applied=0)
+    journal.append([("a", [1])])
+    journal.append([("b", [2])])
     journal.close()
-    assert path.read_bytes() == b'[1,"a",1]\n[2,"b",2]\n[3,"d",4]\n'
+    whole = path.read_bytes()
+    path.write_bytes(whole + whole[: len(whole) // 2 - 3])  # a third frame, half written
+
+    again = Journal(path)
+    assert again.open(applied=0) == [(1, "a", [1]), (2, "b", [2])]
+    assert again.append([("c", [3])]) == 3
+    again.close()
+    assert Journal(path).open(applied=0) == [(1, "a", [1]), (2, "b", [2]), (3, "c", [3])]
 
 
-def test_a_damaged_line_is_refused_with_what_to_do(tmp_path: Path) -> None:
+def test_a_last_frame_that_fails_its_checksum_is_dropped(tmp_path: Path) -> None:
     path = tmp_path / "runs.journal"
-    path.write_bytes(b'[1,"a",1]\nnot json\n[3,"c",3]\n')
-    with pytest.raises(StoreError, match=r"damaged at byte 10 .*keep a copy"):
+    journal = Journal(path)
+    journal.open(applied=0)
+    journal.append([("a", [1])])
+    size = path.stat().st_size
+    journal.append([("b", [2])])
+    journal.close()
+    damaged = bytearray(path.read_bytes())
+    damaged[-1] ^= 0xFF  # the machine stopped while the last frame's pages were written
+    path.write_bytes(bytes(damaged))
+    assert Journal(path).open(applied=0) == [(1, "a", [1])]
+    assert path.stat().st_size == size
+
+
+def test_a_damaged_frame_before_others_is_refused_with_what_to_do(tmp_path: Path) -> None:
+    path = tmp_path / "runs.journal"
+    journal = Journal(path)
+    journal.open(applied=0)
+    journal.append([("a", [1])])
+    journal.append([("b", [2])])
+    journal.close()
+    damaged = bytearray(path.read_bytes())
+    damaged[10] ^= 0xFF
+    path.write_bytes(bytes(damaged))
+    with pytest.raises(StoreError, match=r"damaged at byte 0 .*keep a copy"):
         Journal(path).open(applied=0)
-    assert path.read_bytes().startswith(b'[1,"a",1]\nnot json')  # nothing was thrown away
+    assert path.read_bytes() == bytes(damaged)  # nothing was thrown away
 
 
 def test_the_file_is_private(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from flows.duckdb_journal import Journal
 from flows.duckdb_store import DuckDbStore
 from flows.errors import StoreError
 from flows.records import LogRecord, RunRecord, StepRecord
@@ -109,7 +110,10 @@ def test_entries_duckdb_already_holds_are_not_applied_twice(tmp_path: Path) -> N
 
     asyncio.run(write())
     # A crash after DuckDB committed the entry, before the journal was emptied:
-    Path(f"{db}.journal").write_text('[1,"add_logs",[["r","s",1,"stdout","once",1.0]]]\n')
+    journal = Journal(Path(f"{db}.journal"))
+    journal.open(applied=0)
+    journal.append([("add_logs", ([("r", "s", 1, "stdout", "once", 1.0)],))])
+    journal.close()
 
     async def read() -> list[LogRecord]:
         async with DuckDbStore(db) as store:
@@ -120,7 +124,11 @@ def test_entries_duckdb_already_holds_are_not_applied_twice(tmp_path: Path) -> N
 
 def test_a_journal_entry_from_a_newer_version_stops_the_store_opening(tmp_path: Path) -> None:
     db = tmp_path / "runs.duckdb"
-    Path(f"{db}.journal").write_text('[1,"compact_everything",[]]\n')
+    journal = Journal(Path(f"{db}.journal"))
+    journal.open(applied=0)
+    journal.append([("compact_everything", ())])
+    journal.close()
+    written = Path(f"{db}.journal").read_bytes()
 
     async def open_it() -> None:
         async with DuckDbStore(db):
@@ -128,7 +136,7 @@ def test_a_journal_entry_from_a_newer_version_stops_the_store_opening(tmp_path: 
 
     with pytest.raises(StoreError, match=r"unknown write 'compact_everything' \(entry 1\)"):
         asyncio.run(open_it())
-    assert Path(f"{db}.journal").read_text().startswith('[1,"compact_everything"')
+    assert Path(f"{db}.journal").read_bytes() == written
 
 
 def test_without_a_journal_writes_go_straight_to_duckdb(tmp_path: Path) -> None:
