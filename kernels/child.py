@@ -160,9 +160,13 @@ class _Baseline:
         self.handlers = {signum: signal.getsignal(signum) for signum in self._SIGNALS}
 
     def restore(self) -> None:
-        if dict(os.environ) != self.environ:
-            os.environ.clear()
-            os.environ.update(self.environ)
+        current = dict(os.environ)
+        if current != self.environ:  # change only what differs: each change is a syscall
+            for name in current.keys() - self.environ.keys():
+                del os.environ[name]
+            for name, value in self.environ.items():
+                if current.get(name) != value:
+                    os.environ[name] = value
         os.chdir(self.cwd)
         signal.setitimer(signal.ITIMER_REAL, 0)  # an alarm a job left set
         for signum, handler in self.handlers.items():
