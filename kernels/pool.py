@@ -287,9 +287,10 @@ class KernelPool:
                 and (limit is None or kernel.runs < limit)
             ):
                 wset.idle.append(kernel)
+                wset.changed.notify()  # one kernel back: one waiter can have it
             else:
                 self._discard(wset, kernel)
-            wset.changed.notify_all()
+                wset.changed.notify_all()
 
     def _discard(self, wset: _WarmSet, kernel: PooledKernel) -> None:
         self.replaced += 1
