@@ -153,20 +153,31 @@ def validate_arguments(
     explains a missing one), then a missing required argument, then a bad value, each
     in parameter order. `field` is the dotted path to the bad value (`order.items.0.qty`).
     """
-    if not isinstance(args, Mapping):
-        raise ArgumentError(
-            WHOLE,
-            f"expected an object of named arguments, got {_show(args)}",
-            value=args,
-            expected="an object",
-        )
-    plain = dict(args)
-    order = {name: i for i, name in enumerate(schema.get("properties", {}))}
-    errors = list(_Validator(schema, format_checker=_formats()).iter_errors(plain))
-    if errors:
-        ranked = min(errors, key=lambda e: _rank(e, order))
-        raise _explain(ranked, owner)
-    return plain
+    return ArgumentChecker(schema)(args, owner=owner)
+
+
+class ArgumentChecker:
+    """`validate_arguments` for one schema, made once: building the JSON Schema validator
+    costs far more than checking a few arguments with it (`Script.check_arguments`)."""
+
+    def __init__(self, schema: Mapping[str, Any]) -> None:
+        self.order = {name: i for i, name in enumerate(schema.get("properties", {}))}
+        self.validator = _Validator(schema, format_checker=_formats())
+
+    def __call__(self, args: Mapping[str, Any], *, owner: str = "main()") -> dict[str, Any]:
+        if not isinstance(args, Mapping):
+            raise ArgumentError(
+                WHOLE,
+                f"expected an object of named arguments, got {_show(args)}",
+                value=args,
+                expected="an object",
+            )
+        plain = dict(args)
+        errors = list(self.validator.iter_errors(plain))
+        if errors:
+            ranked = min(errors, key=lambda e: _rank(e, self.order))
+            raise _explain(ranked, owner)
+        return plain
 
 
 def _content_encoding(

@@ -11,7 +11,6 @@ from collections.abc import Awaitable, Callable, Mapping
 from types import TracebackType
 from typing import Any, Self
 
-from kernels.arguments import validate_arguments
 from kernels.environments import EnvironmentSpec, EnvironmentStore
 from kernels.errors import KernelDiedError
 from kernels.execution import EventSink, RunSession, execute
@@ -81,7 +80,7 @@ class ScriptRunner:
         if script.language == "bash":
             # Bash sees only text: numbers and booleans from a flow or a form become words.
             args = {name: _as_word(value) for name, value in args.items()}
-        checked = validate_arguments(args, script.schema)
+        checked = script.check_arguments(args)
         if prepare is not None:  # e.g. resource paths replaced by the resources (the server)
             checked = await prepare(checked)
         environment = await self.environments.resolve(script.requirements)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from kernels import bash, requirements, schema
+from kernels.arguments import ArgumentChecker
 from kernels.errors import ScriptError
 from kernels.messages import Language, RunContext, RunJob, RunLimits
 
@@ -60,6 +61,11 @@ class Script:
         if self.language == "bash":
             return bash.bash_schema(self.source, self.path)
         return schema.script_schema(self.source, self.path)
+
+    @functools.cached_property
+    def check_arguments(self) -> ArgumentChecker:
+        """`validate_arguments` against this script's schema, its validator built once."""
+        return ArgumentChecker(self.schema)
 
     @functools.cached_property
     def requirements(self) -> list[str]:
