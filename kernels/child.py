@@ -27,6 +27,7 @@ Imported inside kernels: standard library only (IPython is used when present).
 
 from __future__ import annotations
 
+import _thread
 import array
 import asyncio
 import builtins
@@ -283,12 +284,20 @@ class FdRelay:
             os.close(write_end)
             self._ends[read_end] = name
         self._pipes = {fd: os.fstat(fd).st_ino for fd in (1, 2)}
-        self._thread = threading.Thread(target=self._relay, daemon=True)
-        self._thread.start()
+        # A bare thread rather than a threading.Thread: starting one of those waits for
+        # it to run, and this is made in every run process.
+        self._finished = threading.Event()
+        _thread.start_new_thread(self._relay_until_closed, ())
 
     def attach(self, channel: Channel) -> None:
         self._channel = channel
         self._attached.set()
+
+    def _relay_until_closed(self) -> None:
+        try:
+            self._relay()
+        finally:
+            self._finished.set()
 
     def _relay(self) -> None:
         with selectors.DefaultSelector() as selector:
@@ -338,7 +347,7 @@ class FdRelay:
             os.dup2(devnull, fd)  # drops our pipes' last write ends: the relay sees EOF
         os.close(devnull)
         self._attached.set()
-        self._thread.join(timeout=2)
+        self._finished.wait(timeout=2)
 
 
 def _unread(fd: int) -> int:
