@@ -192,19 +192,28 @@ class _Run:
                         "timeout",
                         f"the run took longer than its timeout of {timeout_s:g} s",
                     )
-                get = asyncio.ensure_future(frames.get())
-                waiters: set[asyncio.Future[Any]] = {get} | (
-                    {cancel_wait} if cancel_wait else set()
-                )
-                done, _ = await asyncio.wait(
-                    waiters, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
-                )
-                if get not in done:
-                    get.cancel()
-                    if cancel_wait is not None and cancel_wait in done:
-                        return await self._stopped(frames, "cancelled", "the run was cancelled")
-                    continue
-                final = await self._handle(get.result())
+                if cancel_wait is not None and cancel_wait.done():  # even if frames keep coming
+                    return await self._stopped(frames, "cancelled", "the run was cancelled")
+                if not frames.empty():  # the usual case for short runs: no task, no wait
+                    frame = frames.get_nowait()
+                elif cancel_wait is None:
+                    try:
+                        async with asyncio.timeout(remaining):
+                            frame = await frames.get()
+                    except TimeoutError:
+                        continue  # the deadline, checked above
+                else:
+                    get = asyncio.ensure_future(frames.get())
+                    done, _ = await asyncio.wait(
+                        {get, cancel_wait}, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
+                    )
+                    if get not in done:
+                        get.cancel()
+                        if cancel_wait in done:
+                            return await self._stopped(frames, "cancelled", "the run was cancelled")
+                        continue
+                    frame = get.result()
+                final = await self._handle(frame)
                 if final is not None:
                     return final
         finally:
