@@ -22,7 +22,7 @@ import socket
 import sys
 from collections.abc import Callable
 
-from kernels import child
+from kernels import child, run_output
 
 _PR_SET_PDEATHSIG = 1
 
@@ -98,7 +98,7 @@ def _child(listener: socket.socket, tell_zygote: int) -> None:
     try:
         die_with_parent()
         signal.signal(signal.SIGINT, signal.default_int_handler)
-        relay = child.FdRelay()  # set up while waiting, off the run's critical path
+        relay = run_output.FdRelay()  # set up while waiting, off the run's critical path
         conn, _ = listener.accept()
         listener.close()
         os.write(tell_zygote, b"1")
