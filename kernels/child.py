@@ -48,7 +48,7 @@ from collections.abc import Callable
 from typing import Any
 
 from kernels import client, framing
-from kernels.run_output import Channel, FdRelay, FrameWriter
+from kernels.run_output import Channel, FdPipes, FrameWriter
 from kernels.values import ConversionError, NotJSONError, from_json, to_json
 
 _THIS_FILE = __file__
@@ -62,11 +62,9 @@ class CpuLimitExceeded(BaseException):
     """
 
 
-def run_connection(conn: socket.socket, relay: FdRelay | None = None) -> None:
+def run_connection(conn: socket.socket, pipes: FdPipes) -> None:
     """Serve the jobs that arrive on `conn` until one may not be followed; never raises."""
     channel = Channel(conn)
-    relay = relay or FdRelay()
-    relay.attach(channel)
     baseline: _Baseline | None = None  # taken before the first job of a session
     while True:
         try:
@@ -78,11 +76,15 @@ def run_connection(conn: socket.socket, relay: FdRelay | None = None) -> None:
         if job.get("kind") == "ping":
             channel.send({"t": "pong", "pid": os.getpid(), "zygote": os.getppid()})
             return
+        try:
+            pipes.hand_over(conn)
+        except OSError:
+            return
         channel.send({"t": "started", "pid": os.getpid()})
         try:
             if baseline is None and job.get("session"):
                 baseline = _Baseline()
-            final = _run_job(job, channel, relay, baseline)
+            final = _run_job(job, channel, pipes, baseline)
         except BaseException as exc:  # the last line of defence: report, never hang the host
             final = {**_error_frame("system", exc), "more": False}
         with contextlib.suppress(OSError):
@@ -134,7 +136,7 @@ class _Baseline:
 
 
 def _run_job(
-    job: dict[str, Any], channel: Channel, relay: FdRelay, baseline: _Baseline | None
+    job: dict[str, Any], channel: Channel, pipes: FdPipes, baseline: _Baseline | None
 ) -> dict[str, Any]:
     if baseline is not None:
         baseline.restore()
@@ -163,10 +165,8 @@ def _run_job(
             and final.get("kind") not in ("interrupt", "limit", "system")
             and baseline is not None
             and not baseline.left_running()
-            and relay.drain()
+            and pipes.intact()
         )
-        if not more:
-            relay.close()  # everything written to fds 1 and 2 is sent before the end
     assert final is not None
     final["more"] = more
     return final

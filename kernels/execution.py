@@ -35,6 +35,7 @@ from kernels.messages import (
     StreamEvent,
 )
 from kernels.pool import KernelLease
+from kernels.run_connection import RunConnection, connect
 
 EventSink = Callable[[RunEvent], Awaitable[None] | None]
 
@@ -72,8 +73,7 @@ class RunSession:
         self.keep = keep
         self.interrupt_grace_s = interrupt_grace_s
         self.jobs = 0
-        self._writer: asyncio.StreamWriter | None = None
-        self._pump: asyncio.Task[None] | None = None
+        self._connection: RunConnection | None = None
         self._frames: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
         self._usable = True
 
@@ -94,13 +94,9 @@ class RunSession:
 
     async def close(self) -> None:
         self._usable = False
-        if self._pump is not None:
-            self._pump.cancel()
-        writer, self._writer = self._writer, None
-        if writer is not None:
-            writer.close()
-            with contextlib.suppress(Exception):
-                await writer.wait_closed()
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            connection.close()
 
     async def run(
         self, job: RunJob, *, on_event: EventSink | None = None, cancel: asyncio.Event | None = None
@@ -110,12 +106,14 @@ class RunSession:
             raise KernelDiedError("this run process takes no more jobs")
         started = time.perf_counter()
         kernel = self.lease.kernel
-        writer = self._writer or await self._connect()
+        frame = framing.encode_frame({**job.frame(), "session": self.keep})
         run: _Run | None = None
         self.jobs += 1
         try:
-            writer.write(framing.encode_frame({**job.frame(), "session": self.keep}))
-            await writer.drain()
+            if self._connection is None:
+                await self._connect(frame)
+            else:
+                await self._connection.send(frame)
             first = await self._started()
             if first is None:
                 self._usable = False
@@ -138,17 +136,21 @@ class RunSession:
             self._usable = False
             raise
 
-    async def _connect(self) -> asyncio.StreamWriter:
+    async def _connect(self, first_job: bytes) -> None:
+        """Connect to the kernel's waiting run process and send it `first_job`."""
         kernel = self.lease.kernel
         try:
-            reader, writer = await asyncio.open_unix_connection(str(kernel.run_socket))
+            sock, pipes = await connect(str(kernel.run_socket), first_job, _START_TIMEOUT_S)
+        except TimeoutError:  # it never took the job: the kernel is wedged
+            self._usable = False
+            self.lease.poison("the run process did not start")
+            raise KernelDiedError(f"kernel {kernel.id} did not start the run") from None
         except OSError as exc:
             self._usable = False
             self.lease.poison(f"run socket unreachable: {exc}")
             raise KernelDiedError(f"kernel {kernel.id} does not accept runs ({exc})") from exc
-        self._writer = writer
-        self._pump = asyncio.create_task(_pump(reader, self._frames))
-        return writer
+        # Without pipes the process has closed the connection: the frames end (None).
+        self._connection = RunConnection(sock, pipes, self._frames)
 
     async def _started(self) -> dict[str, Any] | None:
         """The job's `started` frame, or None if the process will not run it."""
@@ -297,16 +299,6 @@ class _Run:
             os.kill(self.pid, signal.SIGKILL)
         self.lease.poison("a run ignored its interrupt")
         return False
-
-
-async def _pump(reader: asyncio.StreamReader, frames: asyncio.Queue[dict[str, Any] | None]) -> None:
-    # One reader task owns the stream, so a timeout never cancels a read mid-frame.
-    try:
-        while (frame := await framing.read_frame(reader)) is not None:
-            frames.put_nowait(frame)
-    except (OSError, framing.FrameError):
-        pass
-    frames.put_nowait(None)
 
 
 _TIMED_OUT: dict[str, Any] = {"t": "timed out"}

@@ -2,7 +2,7 @@
 
 A frame is a 4-byte big-endian length followed by that many bytes of UTF-8 JSON.
 The run process writes with a blocking socket (`send_frame`); the host reads with
-asyncio (`read_frame`). This module is imported on both sides, so it uses only the
+asyncio (`read_frame`) or parses what its non-blocking reads get (`FrameParser`). This module is imported on both sides, so it uses only the
 standard library.
 """
 
@@ -66,6 +66,38 @@ async def read_frame(reader: asyncio.StreamReader) -> dict[str, Any] | None:
     return _decode(body)
 
 
+class FrameParser:
+    """Frames out of a byte stream that arrives in pieces (the host's non-blocking reads)."""
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+
+    @property
+    def partial(self) -> bool:
+        """Whether part of a frame is waiting for the rest."""
+        return bool(self._buffer)
+
+    def feed(self, data: bytes) -> list[dict[str, Any]]:
+        """The frames `data` completes, in order; `FrameError` if the stream is not frames."""
+        buffer = self._buffer
+        buffer += data
+        frames = []
+        start = 0
+        while len(buffer) - start >= _HEADER.size:
+            (length,) = _HEADER.unpack_from(buffer, start)
+            if length > MAX_FRAME_BYTES:
+                raise FrameError(
+                    f"frame of {length} bytes exceeds the {MAX_FRAME_BYTES} byte limit"
+                )
+            end = start + _HEADER.size + length
+            if len(buffer) < end:
+                break
+            frames.append(_decode(buffer[start + _HEADER.size : end]))
+            start = end
+        del buffer[:start]
+        return frames
+
+
 def _recv_exactly(sock: socket.socket, n: int) -> bytes | None:
     chunks = bytearray()
     while len(chunks) < n:
@@ -78,7 +110,7 @@ def _recv_exactly(sock: socket.socket, n: int) -> bytes | None:
     return bytes(chunks)
 
 
-def _decode(body: bytes) -> dict[str, Any]:
+def _decode(body: bytes | bytearray) -> dict[str, Any]:
     try:
         message = json.loads(body)
     except ValueError as exc:

@@ -2,30 +2,23 @@
 
 `Channel` sends frames (`framing.py`) on the run's connection, from any thread.
 `FrameWriter` is what `sys.stdout` and `sys.stderr` become during a job: text turns into
-`stream` frames. `FdRelay` does the same for what reaches file descriptors 1 and 2
-directly (subprocesses, C code). Used by `child.py`, inside kernels: standard library only.
+`stream` frames. `FdPipes` makes file descriptors 1 and 2 pipes that the host reads
+(what subprocesses and C code write). Used by `child.py`, inside kernels: standard library only.
 """
 
 from __future__ import annotations
 
-import _thread
-import array
-import contextlib
-import fcntl
 import io
 import os
-import selectors
 import socket
-import termios
 import threading
-import time
 from typing import Any
 
 from kernels import framing
 
 
 class Channel:
-    """The run's connection to the host; thread-safe, because fd relays share it."""
+    """The run's connection to the host; thread-safe: a script's threads print too."""
 
     def __init__(self, sock: socket.socket) -> None:
         self._sock = sock
@@ -75,97 +68,48 @@ class FrameWriter(io.TextIOBase):
             self._channel.send({"t": "stream", "name": self._name, "text": text})
 
 
-class FdRelay:
-    """Sends what reaches file descriptors 1 and 2 (subprocesses, C code) as frames.
+class FdPipes:
+    """Fds 1 and 2 as pipes whose read ends the host reads: what subprocesses and C code
+    write there reaches the host without a thread in this process.
 
-    Made while the run process still waits for its job (`zygote.py`), so its pipes and
-    its one thread cost the run nothing; `attach` gives it the job's channel. Between
-    two jobs of a session, `drain` makes sure the first job's output is sent before its
-    end; after the last, `close` does.
+    Made while the run process still waits for its job (`zygote.py`). `hand_over` sends
+    the read ends to the host (SCM_RIGHTS) before the first job starts; the host reads
+    them on its event loop and, when a job's final frame arrives, first takes what the
+    pipes hold, so a job's output always comes before its end (`host_pipes.py`).
+
+    A relay thread here did the same and cost every run process about 1.4 ms of CPU:
+    starting and ending it, and the copy-on-write faults that a second thread turns
+    into cross-CPU TLB flushes.
     """
 
     def __init__(self) -> None:
-        self._channel: Channel | None = None
-        self._attached = threading.Event()
-        self._ends: dict[int, str] = {}
-        # Held while a chunk is read and sent: with it held and both pipes empty,
-        # everything written so far has been sent.
-        self._lock = threading.Lock()
-        for fd, name in ((1, "stdout"), (2, "stderr")):
+        self._read_ends: list[int] = []
+        for fd in (1, 2):
             read_end, write_end = os.pipe()
-            os.set_blocking(read_end, False)
             os.dup2(write_end, fd)
             os.close(write_end)
-            self._ends[read_end] = name
+            self._read_ends.append(read_end)
         self._pipes = {fd: os.fstat(fd).st_ino for fd in (1, 2)}
-        # A bare thread rather than a threading.Thread: starting one of those waits for
-        # it to run, and this is made in every run process.
-        self._finished = threading.Event()
-        _thread.start_new_thread(self._relay_until_closed, ())
 
-    def attach(self, channel: Channel) -> None:
-        self._channel = channel
-        self._attached.set()
-
-    def _relay_until_closed(self) -> None:
+    def hand_over(self, sock: socket.socket) -> None:
+        """Send the read ends (stdout's, then stderr's) to the host, once."""
+        if not self._read_ends:
+            return
         try:
-            self._relay()
+            socket.send_fds(sock, [PIPES_MARK], self._read_ends)
         finally:
-            self._finished.set()
+            for fd in self._read_ends:
+                os.close(fd)
+            self._read_ends = []
 
-    def _relay(self) -> None:
-        with selectors.DefaultSelector() as selector:
-            for read_end, name in self._ends.items():
-                selector.register(read_end, selectors.EVENT_READ, name)
-            while selector.get_map():
-                for key, _ in selector.select():
-                    with self._lock:
-                        try:
-                            chunk = os.read(key.fd, 65536)
-                        except BlockingIOError:
-                            continue
-                        if not chunk:
-                            selector.unregister(key.fd)
-                            os.close(key.fd)
-                            continue
-                        self._send(key.data, chunk)
-
-    def _send(self, name: str, data: bytes) -> None:
-        self._attached.wait()
-        with contextlib.suppress(OSError):
-            assert self._channel is not None
-            text = data.decode("utf-8", "replace")
-            self._channel.send({"t": "stream", "name": name, "text": text})
-
-    def drain(self, timeout: float = 1.0) -> bool:
-        """Wait until what fds 1 and 2 received so far is sent; False if that cannot be
-        told (a script pointed them elsewhere): then the process must not be reused."""
+    def intact(self) -> bool:
+        """Whether fds 1 and 2 are still these pipes: a script that pointed them
+        elsewhere leaves a process that must not take another job."""
         try:
-            if any(os.fstat(fd).st_ino != inode for fd, inode in self._pipes.items()):
-                return False
+            return all(os.fstat(fd).st_ino == inode for fd, inode in self._pipes.items())
         except OSError:  # closed
             return False
-        deadline = time.monotonic() + timeout
-        while True:
-            with self._lock:
-                if not any(_unread(read_end) for read_end in self._ends):
-                    return True
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.0002)  # the relay is reading it
-
-    def close(self) -> None:
-        """Stop capturing and wait until everything written so far has been sent."""
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        for fd in (1, 2):
-            os.dup2(devnull, fd)  # drops our pipes' last write ends: the relay sees EOF
-        os.close(devnull)
-        self._attached.set()
-        self._finished.wait(timeout=2)
 
 
-def _unread(fd: int) -> int:
-    """How many bytes wait in the pipe `fd`."""
-    count = array.array("i", [0])
-    fcntl.ioctl(fd, termios.FIONREAD, count)
-    return count[0]
+# The one byte that carries the pipes' read ends, before the first job's frames.
+PIPES_MARK = b"P"

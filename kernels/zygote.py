@@ -98,13 +98,13 @@ def _child(listener: socket.socket, tell_zygote: int) -> None:
     try:
         die_with_parent()
         signal.signal(signal.SIGINT, signal.default_int_handler)
-        relay = run_output.FdRelay()  # set up while waiting, off the run's critical path
+        pipes = run_output.FdPipes()  # set up while waiting, off the run's critical path
         conn, _ = listener.accept()
         listener.close()
         os.write(tell_zygote, b"1")
         os.close(tell_zygote)
         with conn:
-            child.run_connection(conn, relay)
+            child.run_connection(conn, pipes)
     except BaseException:
         code = 1
     finally:

@@ -6,6 +6,7 @@ import asyncio
 import os
 import stat
 import textwrap
+import time
 from typing import Any
 
 import pytest
@@ -120,6 +121,50 @@ def test_output_of_subprocesses_is_captured(portal, pool, default_env):
     )
     assert result.ok
     assert "from-a-subprocess\n" in stdout_of(events)
+
+
+def test_large_fd_output_arrives_whole_and_before_the_result(portal, pool, default_env):
+    """Far more than a pipe holds, written straight to fd 1 and 2 (the host reads the
+    pipes while the run writes), with a character split across reads."""
+    source = """
+        import os
+        def main():
+            os.write(1, ("é" * 400_000).encode())
+            os.write(2, b"e" * 100_000)
+            return "done"
+    """
+    result, events = run(portal, pool, default_env, source)
+    assert result.value == "done"
+    assert stdout_of(events) == "é" * 400_000
+    stderr = "".join(e.text for e in events if isinstance(e, StreamEvent) and e.name == "stderr")
+    assert stderr == "e" * 100_000
+
+
+def test_a_background_process_holding_stdout_does_not_delay_the_result(portal, pool, default_env):
+    source = """
+        import subprocess
+        def main():
+            subprocess.Popen(["sleep", "3"])  # inherits fd 1 and outlives the run
+            return "back"
+    """
+    before = time.monotonic()
+    result, _ = run(portal, pool, default_env, source)
+    assert result.value == "back"
+    assert time.monotonic() - before < 1.5  # the sleep holds the pipe for 3 s
+
+
+def test_runs_leave_no_open_descriptors_behind(portal, pool, default_env):
+    def open_fds() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    run(portal, pool, default_env, "def main():\n    print('warm')\n")
+    before = open_fds()
+    for _ in range(20):
+        result, _ = run(
+            portal, pool, default_env, "import os\ndef main():\n    os.write(1, b'x')\n"
+        )
+        assert result.ok
+    assert open_fds() <= before
 
 
 def test_rich_display_output_is_sent_as_a_mime_bundle(portal, pool, default_env):
