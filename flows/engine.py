@@ -17,7 +17,7 @@ import time
 import traceback
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -26,7 +26,7 @@ from flows.errors import ApprovalError, ExpressionError, FlowError, Suspend
 from flows.execution import PendingCreate, RunExecution, StopBody, redact_json, with_defaults
 from flows.flow_files import load_flow
 from flows.kinds import StepFailed
-from flows.records import FINISHED, RunRecord, StepRecord
+from flows.records import FINISHED, RunRecord, StepRecord, evolve
 from flows.scope import Scope
 from flows.spec import FlowSpec
 from flows.sql import sql_schema
@@ -114,7 +114,7 @@ class FlowEngine:
         caller must then execute it. The returned record's status says which happened.
         """
         flow = self.parse(definition, path)
-        checked = validate_arguments(args, flow.schema_, owner="the flow")
+        checked = flow.check_arguments(args, owner="the flow")
         flow_input = with_defaults(checked, flow.schema_)
         concurrency_key = None
         if flow.concurrency is not None:
@@ -204,7 +204,7 @@ class FlowEngine:
                 return existing
         if claim:
             now = time.time()
-            run = replace(
+            run = evolve(
                 run, status="running", worker=self.worker, started_at=now, heartbeat_at=now
             )
         if claim and overlap:
@@ -284,7 +284,7 @@ class FlowEngine:
             await self.store.update_run(
                 run.id, status="suspended", wake_at=suspend.wake_at, worker=None
             )
-            updated = replace(run, status="suspended", wake_at=suspend.wake_at)
+            updated = evolve(run, status="suspended", wake_at=suspend.wake_at)
             return Outcome(updated, waiting=execution.waiting, links=execution.links)
         except StepFailed as failure:
             return await self._on_failure(execution, scope, failure.error)
@@ -364,13 +364,13 @@ class FlowEngine:
         if self.redact is not None:  # secret values never reach the store
             stored["result"] = redact_json(result, self.redact)
             stored["error"] = redact_json(error, self.redact)
-        create = None if unwritten is None else replace(unwritten, **stored)
+        create = None if unwritten is None else evolve(unwritten, **stored)
         # Queued together, so the logs, the last step and the run's end share a commit.
         await asyncio.gather(
             execution.settle(),
             self.store.finish_run(execution.run.id, last_steps, create=create, **stored),
         )
-        return Outcome(replace(execution.run, **fields))
+        return Outcome(evolve(execution.run, **fields))
 
     # ------------------------------------------------------------ approvals
 
@@ -421,13 +421,13 @@ class FlowEngine:
         if len(given) >= int(detail.get("required", 1)):
             result = payload
             await self.store.record_step(
-                replace(
+                evolve(
                     step, status="success", result=result, finished_at=time.time(), detail=detail
                 )
             )
             await self.store.update_run(run_id, status="queued", wake_at=None)
         else:
-            await self.store.record_step(replace(step, detail=detail))
+            await self.store.record_step(evolve(step, detail=detail))
         updated = await self.store.get_run(run_id)
         assert updated is not None
         return updated
@@ -478,7 +478,7 @@ async def cancel_run(store: RunStore, run_id: str, *, reason: str = "cancelled")
     )
     for step in _latest_attempts(await store.steps(run_id)):
         if step.status in ("waiting", "running"):
-            await store.record_step(replace(step, status="cancelled", finished_at=time.time()))
+            await store.record_step(evolve(step, status="cancelled", finished_at=time.time()))
     updated = await store.get_run(run_id)
     assert updated is not None
     return updated

@@ -15,14 +15,13 @@ import hashlib
 import json
 import time
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from flows.errors import ApprovalError, ExpressionError, FlowError, SqlError, Suspend
 from flows.expressions import evaluate
 from flows.kinds import KINDS, WAITING_KINDS, StepFailed
-from flows.records import LogRecord, RunRecord, StepRecord
+from flows.records import LogRecord, RunRecord, StepRecord, evolve
 from flows.scope import Scope
 from flows.spec import FlowSpec, StepSpec
 from flows.store import RunStore
@@ -133,7 +132,7 @@ class RunExecution:
         record = StepRecord(
             self.run.id, key, step.id, step.kind, attempt, status, started_at=now, finished_at=now
         )
-        await self.record(replace(record, **fields), new=True)
+        await self.record(evolve(record, **fields), new=True)
 
     async def _attempts(self, step: StepSpec, scope: Scope, key: str) -> Any:
         retry = step.retry
@@ -196,7 +195,7 @@ class RunExecution:
                     mark_running.cancel()
             except Suspend:
                 # A body inside this step waits; it was not interrupted.
-                self.record_soon(replace(running, status="waiting"), new=not written)
+                self.record_soon(evolve(running, status="waiting"), new=not written)
                 raise
             except StepFailed as failure:
                 failures += 1
@@ -223,19 +222,19 @@ class RunExecution:
                         new=not written,
                     )
                     raise StepFailed(error) from None
-                ended = replace(
+                ended = evolve(
                     running, status="failure", args=args, error=error, finished_at=time.time()
                 )
-                await self.record(replace(ended, detail={"failures": failures}), new=not written)
+                await self.record(evolve(ended, detail={"failures": failures}), new=not written)
                 assert retry is not None
                 await asyncio.sleep(retry.delay_before(failures + 1))
                 continue
-            ended = replace(
+            ended = evolve(
                 running, status="success", args=args, result=result, finished_at=time.time()
             )
             # Committed by the next step's start, or with the run's end when this was the
             # last step (one commit instead of two for a run's last step).
-            self.defer(replace(ended, detail={"cached": True} if hit else None), new=not written)
+            self.defer(evolve(ended, detail={"cached": True} if hit else None), new=not written)
             return result
 
     async def _execute(self, step: StepSpec, scope: Scope, key: str, args: dict[str, Any]) -> Any:
@@ -353,7 +352,7 @@ class RunExecution:
         redact = self.engine.redact
         if redact is None or (step.result is None and step.error is None and not step.args):
             return step
-        return replace(
+        return evolve(
             step,
             args=redact_json(step.args, redact),
             result=redact_json(step.result, redact),

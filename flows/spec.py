@@ -6,6 +6,7 @@ file) and writes them back; `load_flow(dump_flow(flow)) == flow`.
 
 from __future__ import annotations
 
+import functools
 import random
 import re
 from collections.abc import Iterable, Iterator
@@ -21,6 +22,8 @@ from pydantic import (
     model_validator,
 )
 from pydantic_core import PydanticCustomError
+
+from kernels.arguments import ArgumentChecker
 
 STEP_KINDS = (
     "python", "sql", "bash", "script", "flow", "for_each", "while", "branch_one",
@@ -168,9 +171,9 @@ class StepSpec(_Spec):
     cache_ttl: float | None = Field(default=None, ge=0)
     mock: MockSpec | None = None
 
-    @property
+    @functools.cached_property
     def kind(self) -> str:
-        """The step's kind: the one kind key it has."""
+        """The step's kind: the one kind key it has (asked for at every step of a run)."""
         return self._kinds()[0]
 
     def _kinds(self) -> list[str]:
@@ -248,6 +251,11 @@ class FlowSpec(_Spec):
     output: Any = None
 
     _valid_schema = field_validator("schema_")(lambda cls, value: _json_schema(value, "schema"))
+
+    @functools.cached_property
+    def check_arguments(self) -> ArgumentChecker:
+        """`validate_arguments` against the flow's schema, its validator built once."""
+        return ArgumentChecker(self.schema_)
 
 
 BranchSpec.model_rebuild()

@@ -88,10 +88,11 @@ class EnvironmentStore:
         # Concurrent resolves in this process wait on one lock per key instead of both
         # running uv; across processes `root/<id>.lock` plays the same part.
         self._locks: dict[str, asyncio.Lock] = {}
+        self._default = EnvironmentSpec(DEFAULT_ID, Path(sys.executable), (), None)
 
     def default(self) -> EnvironmentSpec:
         """The environment of the running interpreter, with nothing added to it."""
-        return EnvironmentSpec(DEFAULT_ID, Path(sys.executable), (), None)
+        return self._default
 
     async def resolve(self, requirements: Sequence[str]) -> EnvironmentSpec:
         """The built environment for `requirements`, locking and building it if needed.

@@ -110,10 +110,8 @@ class RunSession:
         run: _Run | None = None
         self.jobs += 1
         try:
-            if self._connection is None:
-                await self._connect(frame)
-            else:
-                await self._connection.send(frame)
+            connection = self._connection or await self._connect()
+            await connection.send(frame)
             first = await self._started()
             if first is None:
                 self._usable = False
@@ -136,21 +134,17 @@ class RunSession:
             self._usable = False
             raise
 
-    async def _connect(self, first_job: bytes) -> None:
-        """Connect to the kernel's waiting run process and send it `first_job`."""
+    async def _connect(self) -> RunConnection:
+        """Connect to the kernel's waiting run process."""
         kernel = self.lease.kernel
         try:
-            sock, pipes = await connect(str(kernel.run_socket), first_job, _START_TIMEOUT_S)
-        except TimeoutError:  # it never took the job: the kernel is wedged
-            self._usable = False
-            self.lease.poison("the run process did not start")
-            raise KernelDiedError(f"kernel {kernel.id} did not start the run") from None
+            sock = await connect(str(kernel.run_socket))
         except OSError as exc:
             self._usable = False
             self.lease.poison(f"run socket unreachable: {exc}")
             raise KernelDiedError(f"kernel {kernel.id} does not accept runs ({exc})") from exc
-        # Without pipes the process has closed the connection: the frames end (None).
-        self._connection = RunConnection(sock, pipes, self._frames)
+        self._connection = RunConnection(sock, self._frames)
+        return self._connection
 
     async def _started(self) -> dict[str, Any] | None:
         """The job's `started` frame, or None if the process will not run it."""

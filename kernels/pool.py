@@ -309,11 +309,14 @@ class KernelPool:
         """Health-check `env`'s idle kernels one at a time; returns how many were replaced."""
         wset = self._warm_set(env)
         replaced = 0
-        for _ in range(len(wset.idle)):
+        # Each idle kernel once, the least recently used first. (Taking the first of the
+        # queue each time checked the same healthy kernel over and over: it goes back
+        # to the front, and the others were never looked at.)
+        for kernel in list(wset.idle):
             async with wset.changed:
-                if not wset.idle:
-                    break
-                kernel = wset.idle.popleft()  # the least recently used
+                if kernel not in wset.idle:  # leased since
+                    continue
+                wset.idle.remove(kernel)
                 wset.leased.add(kernel)
             healthy = await kernel.check(self.config.health_timeout_s)
             async with wset.changed:

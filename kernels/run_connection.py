@@ -1,9 +1,9 @@
 """The host's end of a run process: its socket, and the pipes behind its fds 1 and 2.
 
 The run process hands over the read ends of its stdout and stderr pipes (SCM_RIGHTS,
-`run_output.FdPipes`) when its first job arrives. `RunConnection` reads the socket and
-the pipes with event-loop callbacks, no task, and queues what they carry in the order
-the process wrote it, as far as the host can tell:
+`run_output.FdPipes`) when its first job arrives, ahead of its first frame.
+`RunConnection` reads the socket and the pipes with event-loop callbacks, no task, and
+queues what they carry in the order the process wrote it, as far as the host can tell:
 
 - before reading a pipe it takes every frame already on the socket: those were sent
   before the output now in the pipe (a script that prints, then runs a subprocess);
@@ -35,19 +35,16 @@ _READ_BYTES = 256 * 1024
 class RunConnection:
     """Reads one run process's frames and output into `frames`; see the module's docstring."""
 
-    def __init__(self, sock: socket.socket, pipe_fds: list[int], frames: Frames) -> None:
+    def __init__(self, sock: socket.socket, frames: Frames) -> None:
         self._loop = asyncio.get_running_loop()
         self._sock = sock
         self._frames = frames
         self._parser = framing.FrameParser()
-        self._pipes = dict(zip(pipe_fds, ("stdout", "stderr"), strict=False))
-        # Incremental: a character split between two reads is decoded whole.
-        self._decoders = {fd: codecs.getincrementaldecoder("utf-8")("replace") for fd in pipe_fds}
+        self._pipes: dict[int, str] = {}
+        self._decoders: dict[int, codecs.IncrementalDecoder] = {}
+        self._awaiting_pipes = True  # the stream starts with them (PIPES_MARK)
         self._reading = True
         self._loop.add_reader(sock.fileno(), self._read_socket)
-        for fd in pipe_fds:
-            os.set_blocking(fd, False)
-            self._loop.add_reader(fd, self._on_pipe, fd)
 
     async def send(self, data: bytes) -> None:
         await self._loop.sock_sendall(self._sock, data)
@@ -62,10 +59,15 @@ class RunConnection:
     def _read_socket(self) -> None:
         while self._reading:
             try:
-                data = self._sock.recv(_READ_BYTES)
+                if self._awaiting_pipes:
+                    data = self._receive_pipes()
+                    if data is None:  # the mark alone
+                        continue
+                else:
+                    data = self._sock.recv(_READ_BYTES)
             except (BlockingIOError, InterruptedError):
                 return
-            except OSError:
+            except (OSError, framing.FrameError):
                 data = b""
             if not data:
                 self._end()
@@ -81,6 +83,24 @@ class RunConnection:
                 self._frames.put_nowait(frame)
             if len(data) < _READ_BYTES:  # read dry: the next arrival calls again
                 return
+
+    def _receive_pipes(self) -> bytes | None:
+        """Take the pipes' read ends; the bytes after their mark (None if none yet)."""
+        data, fds, _, _ = socket.recv_fds(self._sock, _READ_BYTES, 2, socket.MSG_CMSG_CLOEXEC)
+        if not data:
+            return data
+        if not data.startswith(PIPES_MARK) or len(fds) != 2:
+            for fd in fds:
+                os.close(fd)
+            raise framing.FrameError("the run process sent no output pipes")
+        self._awaiting_pipes = False
+        for fd, name in zip(fds, ("stdout", "stderr"), strict=True):
+            self._pipes[fd] = name
+            # Incremental: a character split between two reads is decoded whole.
+            self._decoders[fd] = codecs.getincrementaldecoder("utf-8")("replace")
+            os.set_blocking(fd, False)
+            self._loop.add_reader(fd, self._on_pipe, fd)
+        return data[len(PIPES_MARK) :] or None
 
     def _on_pipe(self, fd: int) -> None:
         self._read_socket()  # frames sent before this output come first
@@ -131,46 +151,17 @@ class RunConnection:
         del self._pipes[fd]
 
 
-async def connect(path: str, first_job: bytes, timeout_s: float) -> tuple[socket.socket, list[int]]:
-    """Connect to the run process waiting on `path`, send it `first_job`, and take its
-    pipes' read ends ([] if it closed the connection instead). `OSError` if nothing
-    listens there; `TimeoutError` if the process does not answer in `timeout_s`."""
-    loop = asyncio.get_running_loop()
+async def connect(path: str) -> socket.socket:
+    """A non-blocking connection to the run process waiting on `path`; `OSError` if none
+    can be made. The process is already blocked in accept(), so this rarely waits."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.setblocking(False)
     try:
-        await loop.sock_connect(sock, path)
-        await loop.sock_sendall(sock, first_job)
-        async with asyncio.timeout(timeout_s):
-            fds = await _receive_pipes(sock)
+        try:
+            sock.connect(path)
+        except (BlockingIOError, InterruptedError):  # its backlog is full: wait our turn
+            await asyncio.get_running_loop().sock_connect(sock, path)
     except BaseException:
         sock.close()
         raise
-    return sock, fds
-
-
-async def _receive_pipes(sock: socket.socket) -> list[int]:
-    loop = asyncio.get_running_loop()
-    while True:
-        try:
-            data, fds, _, _ = socket.recv_fds(sock, len(PIPES_MARK), 2)
-        except (BlockingIOError, InterruptedError):
-            ready: asyncio.Future[None] = loop.create_future()
-            loop.add_reader(sock.fileno(), _wake, ready)
-            try:
-                await ready
-            finally:
-                loop.remove_reader(sock.fileno())
-            continue
-        except OSError:
-            return []
-        if data != PIPES_MARK or len(fds) != 2:
-            for fd in fds:
-                os.close(fd)
-            return []
-        return list(fds)
-
-
-def _wake(ready: asyncio.Future[None]) -> None:
-    if not ready.done():
-        ready.set_result(None)
+    return sock

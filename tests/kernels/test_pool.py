@@ -108,7 +108,8 @@ def test_a_wedged_kernel_is_killed_and_replaced_after_its_timeout(portal, pool, 
 
 def test_health_check_replaces_an_unresponsive_idle_kernel(portal, pool, default_env):
     wait_for(lambda: pool.stats()["default"]["idle"] == 2, timeout=60, what="a full pool")
-    victim_id, victim_pid = sorted(kernel_pids(pool, portal, default_env).items())[0]
+    # The most recently used idle kernel: the last one a check reaches (in queue order).
+    victim_id, victim_pid = list(kernel_pids(pool, portal, default_env).items())[-1]
     os.kill(victim_pid, signal.SIGSTOP)  # alive, but answers nothing
     try:
         replaced = portal.run(pool.check_idle(default_env))
