@@ -14,7 +14,7 @@ was interrupted or failed in the system keeps nothing and the process exits afte
 (its final frame says `"more": false`).
 
 Frames sent (all JSON objects, see `framing.py`):
-  {"t": "started", "pid": N}
+  {"t": "started", "pid": N}   (the connection's first job only; fds 1 and 2 ride on it)
   {"t": "stream", "name": "stdout"|"stderr", "text": "..."}
   {"t": "display", "data": {mime: ...}, "metadata": {...}}
   {"t": "result", "value": <json>, "more": bool}
@@ -66,6 +66,7 @@ def run_connection(conn: socket.socket, pipes: FdPipes) -> None:
     """Serve the jobs that arrive on `conn` until one may not be followed; never raises."""
     channel = Channel(conn)
     baseline: _Baseline | None = None  # taken before the first job of a session
+    first = True
     while True:
         try:
             job = framing.recv_frame(conn)
@@ -76,11 +77,12 @@ def run_connection(conn: socket.socket, pipes: FdPipes) -> None:
         if job.get("kind") == "ping":
             channel.send({"t": "pong", "pid": os.getpid(), "zygote": os.getppid()})
             return
-        try:
-            pipes.hand_over(conn)
-        except OSError:
-            return
-        channel.send({"t": "started", "pid": os.getpid()})
+        if first:  # say the process took the job, with the pipes; later jobs just run
+            first = False
+            try:
+                pipes.hand_over(conn, framing.encode_frame({"t": "started", "pid": os.getpid()}))
+            except OSError:
+                return
         try:
             if baseline is None and job.get("session"):
                 baseline = _Baseline()

@@ -74,6 +74,7 @@ class RunSession:
         self.interrupt_grace_s = interrupt_grace_s
         self.jobs = 0
         self._connection: RunConnection | None = None
+        self._pid: int | None = None  # the run process's, once it started a job
         self._frames: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
         self._usable = True
 
@@ -112,13 +113,17 @@ class RunSession:
         try:
             connection = self._connection or await self._connect()
             await connection.send(frame)
-            first = await self._started()
-            if first is None:
-                self._usable = False
-                if self.jobs == 1 or not kernel.alive():
-                    self.lease.poison("the run process did not start")
-                raise KernelDiedError(f"kernel {kernel.id} did not start the run")
-            run = _Run(self.lease, int(first["pid"]), on_event, self.interrupt_grace_s)
+            if self._pid is None:  # the process's first job: it says when it takes it
+                first = await self._started()
+                if first is None:
+                    self._usable = False
+                    if self.jobs == 1 or not kernel.alive():
+                        self.lease.poison("the run process did not start")
+                    raise KernelDiedError(f"kernel {kernel.id} did not start the run")
+                self._pid = int(first["pid"])
+            # A later job starts as soon as it is read: the process waits for nothing
+            # else, so a frame of its own per job would only cost a wake-up each side.
+            run = _Run(self.lease, self._pid, on_event, self.interrupt_grace_s)
             result = await run.follow(self._frames, job.limits.timeout_s, cancel)
             self._usable = self._usable and run.more
             return _with_timing(result, kernel.id, started)
@@ -147,16 +152,11 @@ class RunSession:
         return self._connection
 
     async def _started(self) -> dict[str, Any] | None:
-        """The job's `started` frame, or None if the process will not run it."""
-        deadline = time.monotonic() + _START_TIMEOUT_S
-        while True:
-            frame = await _next(self._frames, max(0.0, deadline - time.monotonic()))
-            if frame is _TIMED_OUT or frame is None:
-                return None
-            if frame.get("t") == "started":
-                return frame
-            # Output a previous job's background thread wrote after that job ended: it
-            # belongs to no job now, and is dropped.
+        """The first job's `started` frame, or None if the process will not run it."""
+        frame = await _next(self._frames, _START_TIMEOUT_S)
+        if frame is _TIMED_OUT or frame is None or frame.get("t") != "started":
+            return None
+        return frame
 
 
 class _Run:

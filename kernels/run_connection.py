@@ -1,7 +1,7 @@
 """The host's end of a run process: its socket, and the pipes behind its fds 1 and 2.
 
 The run process hands over the read ends of its stdout and stderr pipes (SCM_RIGHTS,
-`run_output.FdPipes`) when its first job arrives, ahead of its first frame.
+`run_output.FdPipes`) with its first frame, `started`.
 `RunConnection` reads the socket and the pipes with event-loop callbacks, no task, and
 queues what they carry in the order the process wrote it, as far as the host can tell:
 
@@ -24,7 +24,6 @@ import socket
 from typing import Any
 
 from kernels import framing
-from kernels.run_output import PIPES_MARK
 
 Frames = asyncio.Queue[dict[str, Any] | None]  # None: the connection ended
 
@@ -42,7 +41,7 @@ class RunConnection:
         self._parser = framing.FrameParser()
         self._pipes: dict[int, str] = {}
         self._decoders: dict[int, codecs.IncrementalDecoder] = {}
-        self._awaiting_pipes = True  # the stream starts with them (PIPES_MARK)
+        self._awaiting_pipes = True  # they come with the first bytes
         self._reading = True
         self._loop.add_reader(sock.fileno(), self._read_socket)
 
@@ -61,8 +60,6 @@ class RunConnection:
             try:
                 if self._awaiting_pipes:
                     data = self._receive_pipes()
-                    if data is None:  # the mark alone
-                        continue
                 else:
                     data = self._sock.recv(_READ_BYTES)
             except (BlockingIOError, InterruptedError):
@@ -84,12 +81,12 @@ class RunConnection:
             if len(data) < _READ_BYTES:  # read dry: the next arrival calls again
                 return
 
-    def _receive_pipes(self) -> bytes | None:
-        """Take the pipes' read ends; the bytes after their mark (None if none yet)."""
+    def _receive_pipes(self) -> bytes:
+        """The first bytes, and the pipes' read ends that come with them."""
         data, fds, _, _ = socket.recv_fds(self._sock, _READ_BYTES, 2, socket.MSG_CMSG_CLOEXEC)
         if not data:
             return data
-        if not data.startswith(PIPES_MARK) or len(fds) != 2:
+        if len(fds) != 2:
             for fd in fds:
                 os.close(fd)
             raise framing.FrameError("the run process sent no output pipes")
@@ -100,7 +97,7 @@ class RunConnection:
             self._decoders[fd] = codecs.getincrementaldecoder("utf-8")("replace")
             os.set_blocking(fd, False)
             self._loop.add_reader(fd, self._on_pipe, fd)
-        return data[len(PIPES_MARK) :] or None
+        return data
 
     def _on_pipe(self, fd: int) -> None:
         self._read_socket()  # frames sent before this output come first

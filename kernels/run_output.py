@@ -73,7 +73,7 @@ class FdPipes:
     write there reaches the host without a thread in this process.
 
     Made while the run process still waits for its job (`zygote.py`). `hand_over` sends
-    the read ends to the host (SCM_RIGHTS) before the first job starts; the host reads
+    the read ends to the host (SCM_RIGHTS) with the first job's `started` frame; the host reads
     them on its event loop and, when a job's final frame arrives, first takes what the
     pipes hold, so a job's output always comes before its end (`host_pipes.py`).
 
@@ -91,12 +91,12 @@ class FdPipes:
             self._read_ends.append(read_end)
         self._pipes = {fd: os.fstat(fd).st_ino for fd in (1, 2)}
 
-    def hand_over(self, sock: socket.socket) -> None:
-        """Send the read ends (stdout's, then stderr's) to the host, once."""
+    def hand_over(self, sock: socket.socket, frame: bytes) -> None:
+        """Send `frame` with the read ends (stdout's, then stderr's) attached, once."""
         if not self._read_ends:
             return
         try:
-            socket.send_fds(sock, [PIPES_MARK], self._read_ends)
+            socket.send_fds(sock, [frame], self._read_ends)
         finally:
             for fd in self._read_ends:
                 os.close(fd)
@@ -109,7 +109,3 @@ class FdPipes:
             return all(os.fstat(fd).st_ino == inode for fd, inode in self._pipes.items())
         except OSError:  # closed
             return False
-
-
-# The one byte that carries the pipes' read ends, before the first job's frames.
-PIPES_MARK = b"P"
