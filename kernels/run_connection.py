@@ -16,6 +16,7 @@ two arrive on separate channels, and nothing says which came first.
 
 from __future__ import annotations
 
+import array
 import asyncio
 import codecs
 import contextlib
@@ -29,6 +30,7 @@ Frames = asyncio.Queue[dict[str, Any] | None]  # None: the connection ended
 
 _FINAL = frozenset({"result", "error"})
 _READ_BYTES = 256 * 1024
+_FDS = array.array("i")  # the C int an fd travels as
 
 
 class RunConnection:
@@ -83,7 +85,15 @@ class RunConnection:
 
     def _receive_pipes(self) -> bytes:
         """The first bytes, and the pipes' read ends that come with them."""
-        data, fds, _, _ = socket.recv_fds(self._sock, _READ_BYTES, 2, socket.MSG_CMSG_CLOEXEC)
+        # recvmsg, not socket.recv_fds: that drops its flags on 3.11, and the fds would
+        # be inherited by every program the host starts while it holds them.
+        data, ancillary, _, _ = self._sock.recvmsg(
+            _READ_BYTES, socket.CMSG_LEN(2 * _FDS.itemsize), socket.MSG_CMSG_CLOEXEC
+        )
+        fds = array.array("i")
+        for level, kind, payload in ancillary:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                fds.frombytes(payload[: len(payload) - len(payload) % fds.itemsize])
         if not data:
             return data
         if len(fds) != 2:

@@ -8,6 +8,7 @@ reused (same pid), and no job sees what an earlier one left behind.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -477,3 +478,29 @@ def test_a_session_cannot_run_after_its_block(portal: Portal, runner: ScriptRunn
 
     with pytest.raises(RuntimeError, match="session has ended"):
         portal.run(go())
+
+
+def test_the_hosts_ends_of_a_processs_output_pipes_are_not_inherited(
+    portal: Portal, runner: ScriptRunner
+) -> None:
+    """The read ends the host holds while a process waits are close-on-exec: a program
+    the host starts meanwhile (uv, a bash step) keeps none of them open."""
+    import fcntl
+    import os
+
+    def pipes() -> set[int]:
+        found = set()
+        for name in os.listdir("/proc/self/fd"):
+            with contextlib.suppress(OSError):
+                if os.readlink(f"/proc/self/fd/{name}").startswith("pipe:"):
+                    found.add(int(name))
+        return found
+
+    async def go() -> list[int]:
+        before = pipes()
+        async with runner.session() as session:
+            ok(await run_in(session, PID))  # the process now waits for the next job
+            held = pipes() - before
+            return [fd for fd in held if not fcntl.fcntl(fd, fcntl.F_GETFD) & fcntl.FD_CLOEXEC]
+
+    assert portal.run(go()) == []
