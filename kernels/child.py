@@ -2,8 +2,9 @@
 
 A run process is a child forked ahead of time by a kernel's zygote (`zygote.py`).
 It accepts one connection from the host, reads the job frame, runs the script's
-`main(**args)` (or a bash script), streams output as frames while it runs, sends one
-final `result` or `error` frame and exits. Nothing it does survives it, which is how
+`main(**args)` (or a bash script), streams output as frames while it runs (what
+reaches fds 1 and 2 directly goes through pipes the host reads, `run_output.FdPipes`),
+sends one final `result` or `error` frame and exits. Nothing it does survives it, which is how
 one run never sees another's globals or module state.
 
 A job sent with `"session": true` asks the process to stay for the next job on the
@@ -14,7 +15,7 @@ was interrupted or failed in the system keeps nothing and the process exits afte
 (its final frame says `"more": false`).
 
 Frames sent (all JSON objects, see `framing.py`):
-  {"t": "started", "pid": N}   (the connection's first job only; fds 1 and 2 ride on it)
+  {"t": "started", "pid": N}   (first job only; the pipes' read ends ride on it)
   {"t": "stream", "name": "stdout"|"stderr", "text": "..."}
   {"t": "display", "data": {mime: ...}, "metadata": {...}}
   {"t": "result", "value": <json>, "more": bool}
@@ -103,18 +104,18 @@ class _Baseline:
     _SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGALRM, signal.SIGXCPU, signal.SIGPIPE)
 
     def __init__(self) -> None:
-        # As os.environ keeps it (bytes), copied in C: comparing that costs microseconds,
-        # where copying os.environ decodes every variable. None: not CPython's os.environ.
-        self.raw_environ = _raw_environ()
-        self.environ = dict(os.environ) if self.raw_environ is None else None
+        # The environment as os.environ keeps it (bytes): compared and restored without
+        # decoding all of it, which cost a tenth of a millisecond per job. A plain copy
+        # where os.environ has no such dict (not CPython).
+        live = _environ_bytes()
+        self.raw_environ = None if live is None else dict(live)
+        self.environ = dict(os.environ) if live is None else None
         self.cwd = os.getcwd()
         self.threads = threading.active_count()
         self.handlers = {signum: signal.getsignal(signum) for signum in self._SIGNALS}
 
     def restore(self) -> None:
-        raw = _raw_environ()
-        if raw is None or raw != self.raw_environ:
-            self._restore_environ()
+        self._restore_environ()
         os.chdir(self.cwd)
         signal.setitimer(signal.ITIMER_REAL, 0)  # an alarm a job left set
         for signum, handler in self.handlers.items():
@@ -122,18 +123,25 @@ class _Baseline:
                 signal.signal(signum, handler)
 
     def _restore_environ(self) -> None:
-        """Put the environment back as it was; change only what differs (each change
-        is a syscall)."""
-        wanted = self.environ
-        if wanted is None:
-            assert self.raw_environ is not None
-            wanted = {os.fsdecode(k): os.fsdecode(v) for k, v in self.raw_environ.items()}
+        """Put the environment back as it was, changing only what differs (each change
+        is a syscall) and decoding only that."""
+        live, wanted = _environ_bytes(), self.raw_environ
+        if live is not None and wanted is not None:
+            if live == wanted:
+                return
+            for key in live.keys() - wanted.keys():
+                del os.environ[os.fsdecode(key)]
+            for key, value in wanted.items():
+                if live.get(key) != value:
+                    os.environ[os.fsdecode(key)] = os.fsdecode(value)
+            return
+        assert self.environ is not None
         current = dict(os.environ)
-        for name in current.keys() - wanted.keys():
+        for name in current.keys() - self.environ.keys():
             del os.environ[name]
-        for name, value in wanted.items():
-            if current.get(name) != value:
-                os.environ[name] = value
+        for name, text in self.environ.items():
+            if current.get(name) != text:
+                os.environ[name] = text
 
     def left_running(self) -> bool:
         """Whether the last job left a thread or a child process behind: its output
@@ -150,10 +158,10 @@ class _Baseline:
             # a zombie reaped: look again
 
 
-def _raw_environ() -> dict[bytes, bytes] | None:
-    """A copy of os.environ's own dict (bytes), when it has one."""
+def _environ_bytes() -> dict[bytes, bytes] | None:
+    """os.environ's own dict (bytes keys and values, CPython on POSIX), not a copy."""
     data = getattr(os.environ, "_data", None)
-    return dict(data) if isinstance(data, dict) else None
+    return data if isinstance(data, dict) else None
 
 
 def _run_job(
