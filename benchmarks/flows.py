@@ -7,6 +7,9 @@
   closed loop (each sends its next flow when the last one's result is back);
   three_step_4_p50_ms / three_step_4_per_s: the same with 4 clients (Little's law: p50
   <= 15 ms at 300 flows/s means about 4.5 flows in flight).
+  three_step_4_cpu_ms: the machine's busy CPU time per flow meanwhile (all processes:
+  engine, kernels, run processes; /proc/stat). Steadier than the rate on a noisy machine,
+  and what bounds it: two cores give at most 2000 / cpu_ms flows per second.
 Every client waits for its flow's result, as a sync webhook caller does, so runs are
 submitted with `overlap` (a run starts while its record commits; see FlowEngine._create).
 - store_rows_per_s: durable run/step records per second through the store.
@@ -15,6 +18,7 @@ submitted with `overlap` (a run starts while its record commits; see FlowEngine.
 from __future__ import annotations
 
 import asyncio
+import os
 import statistics
 import subprocess
 import sys
@@ -91,6 +95,7 @@ async def run(quick: bool = False) -> dict[str, Any]:
         "three_step_in_flight": 16,
         "three_step_4_p50_ms": closed[4][0],
         "three_step_4_per_s": closed[4][1],
+        "three_step_4_cpu_ms": closed[4][2],
         "three_step_alone_p50_ms": round(statistics.median(sequential_three) * 1000, 1),
         "long10_s": round(flow_long, 2),
         "long10_bare_python_s": round(bare, 2),
@@ -104,8 +109,9 @@ async def run(quick: bool = False) -> dict[str, Any]:
 
 async def _closed_loop(
     once: Callable[[str], Awaitable[float]], clients: int, seconds: float
-) -> tuple[float, float]:
-    """p50 latency (ms) and flows per second of `clients` submitters in a closed loop."""
+) -> tuple[float, float, float]:
+    """p50 latency (ms), flows per second and busy CPU ms per flow of `clients`
+    submitters in a closed loop."""
     await asyncio.gather(*(once(THREE_STEPS) for _ in range(clients)))  # warm-up
     latencies: list[float] = []
     deadline = time.perf_counter() + seconds
@@ -114,10 +120,20 @@ async def _closed_loop(
         while time.perf_counter() < deadline:
             latencies.append(await once(THREE_STEPS))
 
+    busy_before = _busy_cpu_s()
     started = time.perf_counter()
     await asyncio.gather(*(client() for _ in range(clients)))
     per_s = len(latencies) / (time.perf_counter() - started)
-    return round(statistics.median(latencies) * 1000, 1), round(per_s, 1)
+    cpu_ms = (_busy_cpu_s() - busy_before) * 1000 / len(latencies)
+    return round(statistics.median(latencies) * 1000, 1), round(per_s, 1), round(cpu_ms, 2)
+
+
+def _busy_cpu_s() -> float:
+    """CPU seconds the whole machine has spent busy (not idle, not waiting on I/O)."""
+    with open("/proc/stat") as stat:
+        fields = [int(v) for v in stat.readline().split()[1:]]
+    user, nice, system, _idle, _iowait, irq, softirq = fields[:7]
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
 
 
 def _bare_python(n: int) -> float:
