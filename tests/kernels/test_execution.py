@@ -15,6 +15,7 @@ from kernels.environments import EnvironmentSpec
 from kernels.execution import execute
 from kernels.messages import DisplayEvent, RunEvent, RunJob, RunLimits, RunResult, StreamEvent
 from kernels.pool import KernelPool
+from tests.conftest import wait_for
 from tests.portal import Portal
 
 
@@ -157,13 +158,19 @@ def test_runs_leave_no_open_descriptors_behind(portal, pool, default_env):
     def open_fds() -> int:
         return len(os.listdir("/proc/self/fd"))
 
+    def settled() -> bool:  # no kernel starting (an earlier test's replacement, say)
+        stats = pool.stats()[default_env.id]
+        return stats["starting"] == 0 and stats["leased"] == 0
+
     run(portal, pool, default_env, "def main():\n    print('warm')\n")
+    wait_for(settled, timeout=60, what="a settled pool")
     before = open_fds()
     for _ in range(20):
         result, _ = run(
             portal, pool, default_env, "import os\ndef main():\n    os.write(1, b'x')\n"
         )
         assert result.ok
+    wait_for(settled, timeout=60, what="a settled pool")
     assert open_fds() <= before
 
 
