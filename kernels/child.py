@@ -4,8 +4,8 @@ A run process is a child forked ahead of time by a kernel's zygote (`zygote.py`)
 It accepts one connection from the host, reads the job frame, runs the script's
 `main(**args)` (or a bash script), streams output as frames while it runs (what
 reaches fds 1 and 2 directly goes through pipes the host reads, `run_output.FdPipes`),
-sends one final `result` or `error` frame and exits. Nothing it does survives it, which is how
-one run never sees another's globals or module state.
+sends one final `result` or `error` frame and exits. Nothing it does survives it,
+which is how one run never sees another's globals or module state.
 
 A job sent with `"session": true` asks the process to stay for the next job on the
 same connection: the host does that for the steps of one flow run, which then pay for

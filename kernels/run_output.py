@@ -73,9 +73,10 @@ class FdPipes:
     write there reaches the host without a thread in this process.
 
     Made while the run process still waits for its job (`zygote.py`). `hand_over` sends
-    the read ends to the host (SCM_RIGHTS) with the first job's `started` frame; the host reads
-    them on its event loop and, when a job's final frame arrives, first takes what the
-    pipes hold, so a job's output always comes before its end (`host_pipes.py`).
+    the read ends to the host (SCM_RIGHTS) with the first job's `started` frame; the
+    host reads them on its event loop and, when a job's final frame arrives, first takes
+    what the pipes hold, so a job's output always comes before its end
+    (`run_connection.py`).
 
     A relay thread here did the same and cost every run process about 1.4 ms of CPU:
     starting and ending it, and the copy-on-write faults that a second thread turns
