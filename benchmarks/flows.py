@@ -10,6 +10,8 @@
   three_step_4_cpu_ms: the machine's busy CPU time per flow meanwhile (all processes:
   engine, kernels, run processes; /proc/stat). Steadier than the rate on a noisy machine,
   and what bounds it: two cores give at most 2000 / cpu_ms flows per second.
+- three_step_dedicated_*: the same flow with `dedicated: true`, whose runs keep their
+  run processes for the next run (kernels/dedicated.py) instead of forking one per run.
 Every client waits for its flow's result, as a sync webhook caller does, so runs are
 submitted with `overlap` (a run starts while its record commits; see FlowEngine._create).
 - store_rows_per_s: durable run/step records per second through the store.
@@ -31,6 +33,7 @@ from typing import Any
 from flows.dispatcher import Dispatcher
 from flows.duckdb_store import DuckDbStore
 from flows.engine import FlowEngine
+from kernels.dedicated import DedicatedProcesses
 from kernels.environments import EnvironmentStore
 from kernels.pool import KernelPool, PoolConfig
 from kernels.runner import ScriptRunner
@@ -51,6 +54,7 @@ def chain(steps: int, n: int) -> str:
 THREE_STEPS = "steps:\n" + "".join(
     f"  - id: s{i}\n    python: 'def main(): return {i}'\n" for i in range(3)
 )
+THREE_STEPS_DEDICATED = "dedicated: true\n" + THREE_STEPS
 
 
 async def run(quick: bool = False) -> dict[str, Any]:
@@ -59,9 +63,12 @@ async def run(quick: bool = False) -> dict[str, Any]:
     async with (
         KernelPool(PoolConfig(size=4, health_interval_s=3600)) as pool,
         DuckDbStore(data / "runs.duckdb") as store,
+        DedicatedProcesses(ScriptRunner(pool, environments)) as dedicated,
     ):
         await pool.wait_warm(environments.default(), timeout=120)
-        engine = FlowEngine(store, ScriptRunner(pool, environments), data_dir=data, key=b"k" * 32)
+        engine = FlowEngine(
+            store, dedicated.runner, data_dir=data, key=b"k" * 32, dedicated=dedicated
+        )
         async with Dispatcher(store, engine, max_parallel=64) as dispatcher:
 
             async def once(definition: str) -> float:
@@ -78,7 +85,10 @@ async def run(quick: bool = False) -> dict[str, Any]:
             # Closed loop: `clients` submitters, each waiting for its flow's result before
             # sending the next, so that many flows are in flight all the time.
             seconds = 3.0 if quick else 10.0
-            closed = {n: await _closed_loop(once, n, seconds) for n in (16, 4)}
+            closed = {n: await _closed_loop(once, THREE_STEPS, n, seconds) for n in (16, 4)}
+            dedicated_closed = {
+                n: await _closed_loop(once, THREE_STEPS_DEDICATED, n, seconds) for n in (16, 4)
+            }
             sequential_three = [await once(THREE_STEPS) for _ in range(50 if quick else 200)]
 
             # Interleaved, so that both sides see the same machine (it drifts by tens of %).
@@ -97,6 +107,11 @@ async def run(quick: bool = False) -> dict[str, Any]:
         "three_step_4_per_s": closed[4][1],
         "three_step_4_cpu_ms": closed[4][2],
         "three_step_alone_p50_ms": round(statistics.median(sequential_three) * 1000, 1),
+        "three_step_dedicated_p50_ms": dedicated_closed[16][0],
+        "three_step_dedicated_per_s": dedicated_closed[16][1],
+        "three_step_dedicated_4_p50_ms": dedicated_closed[4][0],
+        "three_step_dedicated_4_per_s": dedicated_closed[4][1],
+        "three_step_dedicated_4_cpu_ms": dedicated_closed[4][2],
         "long10_s": round(flow_long, 2),
         "long10_bare_python_s": round(bare, 2),
         "long10_overhead_pct": round((flow_long - bare) / bare * 100, 2),
@@ -108,17 +123,17 @@ async def run(quick: bool = False) -> dict[str, Any]:
 
 
 async def _closed_loop(
-    once: Callable[[str], Awaitable[float]], clients: int, seconds: float
+    once: Callable[[str], Awaitable[float]], flow: str, clients: int, seconds: float
 ) -> tuple[float, float, float]:
     """p50 latency (ms), flows per second and busy CPU ms per flow of `clients`
-    submitters in a closed loop."""
-    await asyncio.gather(*(once(THREE_STEPS) for _ in range(clients)))  # warm-up
+    submitters of `flow` in a closed loop."""
+    await asyncio.gather(*(once(flow) for _ in range(clients)))  # warm-up
     latencies: list[float] = []
     deadline = time.perf_counter() + seconds
 
     async def client() -> None:
         while time.perf_counter() < deadline:
-            latencies.append(await once(THREE_STEPS))
+            latencies.append(await once(flow))
 
     busy_before = _busy_cpu_s()
     started = time.perf_counter()

@@ -12,6 +12,7 @@ raise `Suspend`: the run is stored as suspended and holds no kernel.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import time
 import traceback
@@ -33,6 +34,7 @@ from flows.sql import sql_schema
 from flows.store import ItemSource, RunStore
 from flows.templates import render
 from kernels.arguments import validate_arguments
+from kernels.dedicated import DedicatedProcesses
 from kernels.messages import Language
 from kernels.runner import RunnerSession, ScriptRunner
 from kernels.scripts import Script
@@ -74,6 +76,7 @@ class FlowEngine:
         redact: Callable[[str], str] | None = None,
         credentials: Callable[[RunRecord], tuple[str, str]] | None = None,
         items: ItemSource | None = None,
+        dedicated: DedicatedProcesses | None = None,
     ) -> None:
         self.store = store
         self.runner = runner
@@ -88,6 +91,9 @@ class FlowEngine:
         # Where `script:` / `flow:` steps find workspace items (the server); without it
         # (the CLI) they name files next to the flow.
         self.items = items
+        # Where the runs of `dedicated: true` flows keep their processes; without it
+        # (a bare engine) those runs get processes of their own, as every other run does.
+        self.dedicated = dedicated
         self._fresh: set[str] = set()
         # Claimed runs started before their record is written (see `_create`), until they end.
         self._creating: dict[str, PendingCreate] = {}
@@ -244,17 +250,24 @@ class FlowEngine:
     async def execute(self, run: RunRecord) -> Outcome:
         """Run (or resume) a claimed run until it finishes or suspends."""
         try:
+            flow = (
+                self._script_flow(run)
+                if run.kind == "script"
+                else self.parse(run.definition, run.path)
+            )
+            if flow.dedicated and self.dedicated is not None:
+                # Processes kept for the next run of this flow, version and user.
+                digest = hashlib.sha256(run.definition.encode()).hexdigest()
+                shared = self.dedicated.session((run.path, digest, run.actor))
+                return await self._execute(run, flow, shared)
             # The run's steps share run processes (one fork, not one per step); no
             # other run ever gets them.
             async with self.runner.session() as scripts:
-                return await self._execute(run, scripts)
+                return await self._execute(run, flow, scripts)
         finally:
             self._creating.pop(run.id, None)
 
-    async def _execute(self, run: RunRecord, scripts: RunnerSession) -> Outcome:
-        flow = (
-            self._script_flow(run) if run.kind == "script" else self.parse(run.definition, run.path)
-        )
+    async def _execute(self, run: RunRecord, flow: FlowSpec, scripts: RunnerSession) -> Outcome:
         if run.id in self._fresh:
             # Submitted by this process and never run: nothing stored to replay.
             self._fresh.discard(run.id)

@@ -249,6 +249,9 @@ class FlowSpec(_Spec):
     concurrency: ConcurrencySpec | None = None
     priority: int = 0
     output: Any = None
+    # Runs keep their run processes for the next run of this flow by the same user
+    # (kernels/dedicated.py): no fork per run, at the cost of sharing memory between runs.
+    dedicated: bool = False
 
     _valid_schema = field_validator("schema_")(lambda cls, value: _json_schema(value, "schema"))
 

@@ -16,7 +16,7 @@ import shutil
 import tempfile
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -85,6 +85,9 @@ class KernelPool:
         self._specs: KernelSpecManager | None = None
         self._closed = False
         self.replaced = 0  # kernels killed and replaced (dead, wedged or poisoned)
+        # Holders of idle leases (run processes kept for their owner's next run) that
+        # give one back when a lease of that environment would otherwise wait.
+        self._reclaimers: list[Callable[[str], bool]] = []
 
     async def __aenter__(self) -> Self:
         # Short, owner-only directory: unix socket paths are limited to ~108 bytes.
@@ -222,6 +225,15 @@ class KernelPool:
 
     # ------------------------------------------------------------ leases
 
+    def add_reclaimer(self, reclaim: Callable[[str], bool]) -> None:
+        """`reclaim(env_id)` is called when a lease of that environment finds no idle
+        kernel: it lets one lease it holds idle go (True) or has none (False)."""
+        self._reclaimers.append(reclaim)
+
+    def remove_reclaimer(self, reclaim: Callable[[str], bool]) -> None:
+        with contextlib.suppress(ValueError):
+            self._reclaimers.remove(reclaim)
+
     @contextlib.asynccontextmanager
     async def lease(
         self, env: EnvironmentSpec, timeout: float | None = None
@@ -254,6 +266,9 @@ class KernelPool:
                     wset.leased.add(kernel)
                     return kernel
                 self._raise_if_failing(wset)
+                # A kernel held idle elsewhere comes back when its holder lets it go
+                # (its run process exits), and `changed` wakes this wait.
+                any(reclaim(wset.env.id) for reclaim in list(self._reclaimers))
                 now = time.monotonic()
                 if waiting_since is None:
                     waiting_since = now

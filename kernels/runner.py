@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from types import TracebackType
 from typing import Any, Self
@@ -96,16 +97,20 @@ class RunnerSession:
     """Runs for one owner (the steps of one flow run) that reuse run processes.
 
     `run` takes the same arguments as `ScriptRunner.run`. A run process that ends a job
-    reusable waits, holding its kernel, for the owner's next job in the same
-    environment, at most `idle_s`; runs at the same time get processes of their own.
-    Processes never pass between owners, so isolation holds per owner: a step sees no
-    other flow run's state. Leaving the `async with` block lets every process go.
+    reusable goes to the owner's next job in the same environment: one already waiting
+    for a process, or else one that comes within `idle_s` (the process waits, holding
+    its kernel). Runs at the same time get processes of their own. Processes never pass
+    between owners, so isolation holds per owner: a step sees no other owner's state.
+    Leaving the `async with` block lets every process go.
     """
 
     def __init__(self, runner: ScriptRunner, *, idle_s: float) -> None:
         self.runner = runner
         self.idle_s = idle_s
+        self.running = 0  # jobs in progress
         self._idle: dict[str, list[_Held]] = {}
+        # Jobs waiting for a process of an environment: one that finishes goes to them.
+        self._waiting: dict[str, deque[asyncio.Future[_Held]]] = {}
         self._closing: set[asyncio.Task[None]] = set()
         self._closed = False
 
@@ -118,17 +123,41 @@ class RunnerSession:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        await self.release()
+        await self.close()
+
+    async def close(self) -> None:
+        """Let every process go, and take no more runs."""
         self._closed = True
+        await self.let_go()
+
+    @property
+    def idle(self) -> int:
+        """Processes waiting for the owner's next job."""
+        return sum(len(waiting) for waiting in self._idle.values())
 
     async def release(self) -> None:
-        """Let every waiting process go now (before the owner waits a long time)."""
+        """The owner is about to wait a long time (a sleep, an approval): let every
+        waiting process go now, and their kernels with them."""
+        await self.let_go()
+
+    async def let_go(self) -> None:
+        """Let every waiting process go now (jobs in progress keep theirs)."""
         held = [h for waiting in self._idle.values() for h in waiting]
         self._idle.clear()
         for h in held:
             self._close_later(h)
         if self._closing:
             await asyncio.gather(*self._closing, return_exceptions=True)
+
+    def reclaim(self, env_id: str) -> bool:
+        """Let the longest-waiting process of `env_id` go (its kernel returns to the
+        pool); False when there is none."""
+        waiting = self._idle.get(env_id)
+        if not waiting:
+            return False
+        held = waiting.pop(0)
+        self._close_later(held)
+        return True
 
     async def run(
         self,
@@ -147,35 +176,82 @@ class RunnerSession:
             raise RuntimeError("this runner session has ended")
         runner = self.runner
         environment, job = await runner.prepare_job(script, args, context, limits, env, prepare)
-        for attempt in range(1, _START_ATTEMPTS + 1):
-            held = self._take(environment.id) or await _Held.open(runner, environment)
-            try:
-                result = await held.session.run(job, on_event=on_event, cancel=cancel)
-            except KernelDiedError:
-                self._close_later(held)
-                if attempt == _START_ATTEMPTS:
+        self.running += 1
+        try:
+            for attempt in range(1, _START_ATTEMPTS + 1):
+                held = await self._process(environment)
+                try:
+                    result = await held.session.run(job, on_event=on_event, cancel=cancel)
+                except KernelDiedError:
+                    self._close_later(held)
+                    if attempt == _START_ATTEMPTS:
+                        raise
+                    continue
+                except BaseException:
+                    self._close_later(held)
                     raise
-                continue
-            except BaseException:
-                self._close_later(held)
-                raise
-            if held.session.reusable and not self._closed:
-                self._keep(environment.id, held)
-            else:
-                self._close_later(held)
-            return result
+                if held.session.reusable and not self._closed:
+                    self._keep(environment.id, held)
+                else:
+                    self._close_later(held)
+                return result
+        finally:
+            self.running -= 1
         raise AssertionError("unreachable")
 
-    def _take(self, env_id: str) -> _Held | None:
-        waiting = self._idle.get(env_id)
-        if not waiting:
-            return None
-        held = waiting.pop()
+    async def _process(self, environment: EnvironmentSpec) -> _Held:
+        """A waiting process; else whichever comes first: a process another job of
+        this session finishes with, or a new one on a kernel leased from the pool."""
+        env_id = environment.id
+        if waiting := self._idle.get(env_id):
+            return self._take(waiting)
+        if not self.running > 1:  # no other job of ours could hand one over
+            return await _Held.open(self.runner, environment)
+        handed: asyncio.Future[_Held] = asyncio.get_running_loop().create_future()
+        waiters = self._waiting.setdefault(env_id, deque())
+        waiters.append(handed)
+        opening = asyncio.ensure_future(_Held.open(self.runner, environment))
+        finished = False
+        try:
+            await asyncio.wait((handed, opening), return_when=asyncio.FIRST_COMPLETED)
+            finished = True
+        finally:
+            with contextlib.suppress(ValueError):
+                waiters.remove(handed)
+            if not waiters:
+                self._waiting.pop(env_id, None)
+            got = handed.result() if handed.done() else None
+            handed.cancel()
+            if not finished and got is not None:  # this job was cancelled: the next one's
+                self._keep(env_id, got)
+            if not finished or got is not None:
+                # The loser must not leak: a lease on its way is cancelled, and a
+                # process that arrives anyway waits for the next job like any other.
+                opening.cancel()
+                opening.add_done_callback(lambda task: self._adopt(env_id, task))
+        return got if got is not None and finished else opening.result()
+
+    def _adopt(self, env_id: str, opening: asyncio.Future[_Held]) -> None:
+        if not opening.cancelled() and opening.exception() is None:
+            self._keep(env_id, opening.result())
+
+    def _take(self, waiting: list[_Held]) -> _Held:
+        held = waiting.pop()  # the most recently used: its pages are warm
         if held.expiry is not None:
             held.expiry.cancel()
+            held.expiry = None
         return held
 
     def _keep(self, env_id: str, held: _Held) -> None:
+        if self._closed:
+            self._close_later(held)
+            return
+        waiters = self._waiting.get(env_id)
+        while waiters:
+            handed = waiters.popleft()
+            if not handed.done():
+                handed.set_result(held)
+                return
         self._idle.setdefault(env_id, []).append(held)
         held.expiry = asyncio.get_running_loop().call_later(self.idle_s, self._expire, env_id, held)
 

@@ -19,6 +19,7 @@ from flows.duckdb_store import DuckDbStore
 from flows.engine import FlowEngine
 from flows.records import RunRecord
 from flows.scheduler import Scheduler
+from kernels.dedicated import DedicatedProcesses
 from kernels.environments import EnvironmentStore
 from kernels.pool import KernelPool, PoolConfig
 from kernels.runner import ScriptRunner
@@ -79,6 +80,8 @@ class Services:
         try:
             await self._stack.enter_async_context(self.pool)
             if self._with_flows:
+                # Entered after the pool: every kept process goes before the pool stops.
+                dedicated = await self._stack.enter_async_context(DedicatedProcesses(self.runner))
                 self.settings.data.mkdir(parents=True, exist_ok=True)
                 self.store = await self._stack.enter_async_context(
                     DuckDbStore(self.settings.data / "runs.duckdb")
@@ -100,6 +103,7 @@ class Services:
                     redact=self._redact,
                     credentials=self._credentials,
                     items=WorkspaceItems(self.workspace),
+                    dedicated=dedicated,
                 )
                 self.dispatcher = await self._stack.enter_async_context(
                     Dispatcher(

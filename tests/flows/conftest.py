@@ -14,6 +14,7 @@ from flows.dispatcher import Dispatcher
 from flows.duckdb_store import DuckDbStore
 from flows.engine import FlowEngine, Outcome
 from flows.records import StepRecord
+from kernels.dedicated import DedicatedProcesses
 from kernels.environments import EnvironmentStore
 from kernels.pool import KernelPool, PoolConfig
 from kernels.runner import ScriptRunner
@@ -67,7 +68,8 @@ def flows(portal: Portal, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         await pool.__aenter__()
         await store.__aenter__()
         runner = ScriptRunner(pool, EnvironmentStore(directory / "envs"), interrupt_grace_s=1.0)
-        engine = FlowEngine(store, runner, data_dir=directory, key=b"k" * 32)
+        dedicated = await DedicatedProcesses(runner).__aenter__()
+        engine = FlowEngine(store, runner, data_dir=directory, key=b"k" * 32, dedicated=dedicated)
         dispatcher = await Dispatcher(store, engine).__aenter__()
         await pool.wait_warm(EnvironmentStore(directory / "envs").default(), timeout=120)
         return Flows(portal, engine, dispatcher, store, directory)
@@ -77,6 +79,8 @@ def flows(portal: Portal, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
 
     async def stop() -> None:
         await harness.dispatcher.close()
+        if harness.engine.dedicated is not None:
+            await harness.engine.dedicated.close()
         await store.close()
         await pool.close()
 

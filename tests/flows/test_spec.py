@@ -140,13 +140,14 @@ def test_design_example_loads_whole() -> None:
 def test_defaults() -> None:
     flow = load_flow("steps: [{id: a, identity: true}]")
     assert flow.schema_ == {"type": "object", "properties": {}}
-    assert (flow.on_failure, flow.timeout, flow.concurrency, flow.priority, flow.output) == (
-        [],
-        None,
-        None,
-        0,
-        None,
-    )
+    assert (
+        flow.on_failure,
+        flow.timeout,
+        flow.concurrency,
+        flow.priority,
+        flow.output,
+        flow.dedicated,
+    ) == ([], None, None, 0, None, False)
     step = flow.steps[0]
     assert step.kind == "identity"
     assert (step.mode, step.args, step.retry, step.continue_on_error, step.mock) == (
@@ -176,6 +177,7 @@ summary: all
 description: every kind
 timeout: 60
 priority: 5
+dedicated: true
 concurrency: {limit: 2, key: "tenant-${{ flow_input.tenant }}"}
 schema: {type: object, properties: {tenant: {type: string}}}
 steps:
@@ -204,6 +206,7 @@ output: "${{ results.a }}"
     ]  # fmt: skip
     assert flow.steps[2].mock == MockSpec(enabled=True, value={"ok": True})
     assert flow.steps[4].while_ == "${{ iter.index < 3 }}"
+    assert flow.dedicated is True
     assert load_flow(dump_flow(flow)) == flow
     assert load_flow(json.dumps(flow.model_dump(by_alias=True))) == flow
 
@@ -342,6 +345,12 @@ def test_duplicate_yaml_key() -> None:
 def test_flow_shape(text: str, line: int | None, key: str | None, detail: str) -> None:
     error = problem(text)
     assert (error.line, error.key, error.detail) == (line, key, detail)
+
+
+def test_dedicated_must_be_a_boolean() -> None:
+    error = problem("dedicated: sometimes\nsteps: [{id: a, identity: true}]\n")
+    assert (error.line, error.key) == (1, "dedicated")
+    assert "valid boolean" in error.detail and "'sometimes'" in error.detail
 
 
 def test_yaml_syntax_error_has_its_line() -> None:

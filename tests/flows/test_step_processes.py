@@ -1,4 +1,5 @@
-"""Which process runs a flow's code steps: one per run, shared by its steps, never by runs.
+"""Which process runs a flow's code steps: one per run, shared by its steps, never by
+runs; a `dedicated: true` flow's runs by one user keep theirs from run to run.
 
 Real engine, real kernels, real DuckDB store (the `flows` fixture).
 """
@@ -6,12 +7,14 @@ Real engine, real kernels, real DuckDB store (the `flows` fixture).
 from __future__ import annotations
 
 import textwrap
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from flows.engine import Outcome
 from flows.records import LogRecord
+from kernels.dedicated import DedicatedProcesses
 from tests.conftest import wait_for
 from tests.flows.conftest import Flows
 
@@ -144,3 +147,71 @@ def test_output_of_a_step_is_logged_under_that_step(flows: Flows) -> None:
             by_step[log.key] = by_step.get(log.key, "") + log.text
     assert by_step.get("loud", "").split() == ["printed", "written", "echoed"]
     assert "quiet" not in by_step
+
+
+# ---------------------------------------------------------------- dedicated flows
+
+DEDICATED = "dedicated: true\n" + THREE_STEPS
+
+
+def run_as(flows: Flows, text: str, name: str, actor: str) -> set[Any]:
+    """The pids of a run of `text` submitted by `actor`."""
+
+    async def go() -> Outcome:
+        path = flows.write(name, text)
+        run = await flows.dispatcher.submit(path.read_text(), {}, path=str(path), actor=actor)
+        return await flows.dispatcher.wait(run.id)
+
+    return set(results(flows, flows.portal.run(go())).values())
+
+
+@pytest.fixture
+def dedicated(flows: Flows) -> Iterator[DedicatedProcesses]:
+    """The engine's dedicated processes, let go after the test (they hold kernels)."""
+    assert flows.engine.dedicated is not None
+    yield flows.engine.dedicated
+    flows.portal.run(flows.engine.dedicated.let_go())
+
+
+def test_runs_of_a_dedicated_flow_by_one_user_keep_their_process(
+    flows: Flows, dedicated: DedicatedProcesses
+) -> None:
+    first = run_as(flows, DEDICATED, "dedicated.yaml", "ann")
+    second = run_as(flows, DEDICATED, "dedicated.yaml", "ann")
+    assert len(first) == 1 and first == second, (first, second)
+    assert dedicated.processes == 1  # waiting for the next run, on its kernel
+    assert leased(flows) == 1
+
+
+def test_a_dedicated_flows_process_never_passes_to_another_user_or_version(
+    flows: Flows, dedicated: DedicatedProcesses
+) -> None:
+    ann = run_as(flows, DEDICATED, "shared.yaml", "ann")
+    bob = run_as(flows, DEDICATED, "shared.yaml", "bob")
+    # The same file, edited: a new version starts in processes of its own.
+    edited = run_as(flows, DEDICATED.replace("id: three", "id: third"), "shared.yaml", "ann")
+    assert len(ann | bob | edited) == 3, (ann, bob, edited)
+
+
+def test_a_dedicated_run_sees_no_environment_left_by_the_run_before(
+    flows: Flows, dedicated: DedicatedProcesses
+) -> None:
+    text = """
+        dedicated: true
+        steps:
+          - id: env
+            python: |
+              import os
+              def main():
+                  seen = os.environ.get("LEFT_BEHIND")
+                  os.environ["LEFT_BEHIND"] = "by an earlier run"
+                  return [os.getpid(), seen]
+        """
+
+    def run() -> list[Any]:
+        outcome = flows.run(text, name="dedicated_env.yaml")
+        return list(results(flows, outcome)["env"])
+
+    first, second = run(), run()
+    assert first[0] == second[0]  # the same process...
+    assert second[1] is None  # ...restored between runs as between steps
