@@ -12,15 +12,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from types import TracebackType
 from typing import Any, Self
 
 from flows.engine import FlowEngine, Outcome, cancel_run
 from flows.records import FINISHED, RunRecord
 from flows.store import RunStore
+from kernels.closing import AsyncClosing
 
 
-class Dispatcher:
+class Dispatcher(AsyncClosing):
     """Executes queued runs; `wait(run_id)` follows one to its end or its next approval."""
 
     def __init__(
@@ -47,14 +47,6 @@ class Dispatcher:
         self.recovered = await self.store.recover(time.time())
         self._loop_task = asyncio.create_task(self._loop())
         return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     async def close(self) -> None:
         """Stop claiming; runs still executing are stopped and handed back to the queue."""

@@ -27,7 +27,6 @@ import json
 import threading
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Self, TypeVar, TypeVarTuple
 
 from flows.duckdb_query import run_query
@@ -43,12 +42,13 @@ from flows.duckdb_tables import (
 from flows.duckdb_writer import Op, Writer, finish, insert_new_run, start
 from flows.errors import FlowError, StoreError
 from flows.records import LogRecord, RunRecord, StepRecord
+from kernels.closing import AsyncClosing
 
 T = TypeVar("T")
 Ts = TypeVarTuple("Ts")
 
 
-class DuckDbStore:
+class DuckDbStore(AsyncClosing):
     """`flows.store.RunStore` on one DuckDB file, written by one background thread.
 
     `async with DuckDbStore(path) as store:` opens (creating the directory, applying
@@ -98,14 +98,6 @@ class DuckDbStore:
             raise
         self._thread = thread
         return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     async def close(self) -> None:
         """Finish every queued operation, commit, and close the file."""

@@ -17,10 +17,10 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any, Literal, Protocol, Self
 
 from flows.schedules import ScheduleError, ScheduleSpec, due_fires, next_fires
+from kernels.closing import AsyncClosing
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +105,7 @@ class FireTarget(Protocol):
 Sleep = Callable[[float], Awaitable[None]]
 
 
-class Scheduler:
+class Scheduler(AsyncClosing):
     """`async with Scheduler(source, target) as scheduler:` runs the loop until the block
     ends; `now` and `sleep` are injectable so tests drive time themselves."""
 
@@ -137,14 +137,6 @@ class Scheduler:
     async def __aenter__(self) -> Self:
         self._loop_task = asyncio.create_task(self._loop(), name="scheduler")
         return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     async def close(self) -> None:
         """Stop the loop and the watchers; runs already started go on in the target."""

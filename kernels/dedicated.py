@@ -22,9 +22,9 @@ wait (`KernelPool.add_reclaimer`), so dedicated owners never starve the others.
 from __future__ import annotations
 
 from collections.abc import Hashable
-from types import TracebackType
 from typing import Self
 
+from kernels.closing import AsyncClosing
 from kernels.runner import RunnerSession, ScriptRunner
 
 # How long a dedicated process waits for its owner's next run: long enough to span the
@@ -32,7 +32,7 @@ from kernels.runner import RunnerSession, ScriptRunner
 IDLE_S = 60.0
 
 
-class DedicatedProcesses:
+class DedicatedProcesses(AsyncClosing):
     """Keyed `RunnerSession`s that outlive each run; see the module's docstring.
 
     Use as `async with DedicatedProcesses(runner) as dedicated:` inside the pool's
@@ -49,14 +49,6 @@ class DedicatedProcesses:
         self.runner.pool.add_reclaimer(self._reclaim)
         self._open = True
         return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     async def close(self) -> None:
         """Let every kept process go; later `session` calls are refused."""

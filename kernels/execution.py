@@ -20,10 +20,10 @@ import os
 import signal
 import time
 from collections.abc import Awaitable, Callable
-from types import TracebackType
-from typing import Any, Literal, Self
+from typing import Any, Literal
 
 from kernels import framing
+from kernels.closing import AsyncClosing
 from kernels.errors import KernelDiedError
 from kernels.messages import (
     DisplayEvent,
@@ -61,7 +61,7 @@ async def execute(
         return await session.run(job, on_event=on_event, cancel=cancel)
 
 
-class RunSession:
+class RunSession(AsyncClosing):
     """One run process on a leased kernel, for one job or (`keep`) several in a row.
 
     Use as `async with RunSession(lease) as session:`; `reusable` says whether the
@@ -81,17 +81,6 @@ class RunSession:
     @property
     def reusable(self) -> bool:
         return self.keep and self._usable
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     async def close(self) -> None:
         self._usable = False

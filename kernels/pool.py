@@ -19,11 +19,11 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Self
 
 from jupyter_client.kernelspec import KernelSpecManager
 
+from kernels.closing import AsyncClosing
 from kernels.environments import EnvironmentSpec
 from kernels.errors import PoolError
 from kernels.kernel import PooledKernel, write_kernelspec
@@ -74,7 +74,7 @@ class KernelLease:
         self.poisoned = reason
 
 
-class KernelPool:
+class KernelPool(AsyncClosing):
     """Warm kernels per environment. Use as `async with KernelPool(config) as pool:`."""
 
     def __init__(self, config: PoolConfig | None = None) -> None:
@@ -99,14 +99,6 @@ class KernelPool:
         )
         self._spawn(self._health_loop())
         return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     async def close(self) -> None:
         """Stop every kernel and remove the runtime directory; no process is left behind."""

@@ -9,9 +9,9 @@ import asyncio
 import contextlib
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
+from kernels.closing import AsyncClosing
 from kernels.environments import EnvironmentSpec, EnvironmentStore
 from kernels.errors import KernelDiedError
 from kernels.execution import EventSink, RunSession, execute
@@ -93,7 +93,7 @@ class ScriptRunner:
         return RunnerSession(self, idle_s=idle_s)
 
 
-class RunnerSession:
+class RunnerSession(AsyncClosing):
     """Runs for one owner (the steps of one flow run) that reuse run processes.
 
     `run` takes the same arguments as `ScriptRunner.run`. A run process that ends a job
@@ -113,17 +113,6 @@ class RunnerSession:
         self._waiting: dict[str, deque[asyncio.Future[_Held]]] = {}
         self._closing: set[asyncio.Task[None]] = set()
         self._closed = False
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     async def close(self) -> None:
         """Let every process go, and take no more runs."""

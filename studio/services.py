@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import time
-from types import TracebackType
 from typing import Self
 
 from flows.approvals import load_or_create_key
@@ -19,6 +18,7 @@ from flows.duckdb_store import DuckDbStore
 from flows.engine import FlowEngine
 from flows.records import RunRecord
 from flows.scheduler import Scheduler
+from kernels.closing import AsyncClosing
 from kernels.dedicated import DedicatedProcesses
 from kernels.environments import EnvironmentStore
 from kernels.pool import KernelPool, PoolConfig
@@ -32,7 +32,7 @@ from studio.workspace.store import Workspace
 from studio.workspace_items import WorkspaceItems
 
 
-class Services:
+class Services(AsyncClosing):
     """Started and stopped together; `flows=True` also opens the run store (it locks the
     file) and the workspace."""
 
@@ -140,10 +140,6 @@ class Services:
             return "", ""
         return self.public_url, self.run_tokens.mint(run.id, run.actor, time.time(), run.path)
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def close(self) -> None:
+        """Stop everything, in the reverse order of starting it."""
         await self._stack.aclose()

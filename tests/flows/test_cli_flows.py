@@ -148,10 +148,18 @@ def test_sql_script_runs_with_typed_arguments(tmp_path, data):
 
 
 def test_every_example_flow_loads_and_benchmark_flows_match_the_benchmark():
-    from benchmarks.flows import THREE_STEPS, chain
+    from benchmarks.flows import THREE_STEPS, THREE_STEPS_DEDICATED, chain
     from flows.flow_files import load_flow_file
 
     for path in sorted(FLOWS.glob("*.yaml")):
         assert load_flow_file(path).steps, path
     assert (FLOWS / "bench_light40.yaml").read_text().endswith(chain(40, 10))
     assert (FLOWS / "bench_three_steps.yaml").read_text().endswith(THREE_STEPS)
+    dedicated = FLOWS / "bench_three_steps_dedicated.yaml"
+    assert dedicated.read_text().endswith(THREE_STEPS_DEDICATED)
+
+
+def test_a_dedicated_flow_runs_from_the_cli(data):
+    done = gristmill("run", FLOWS / "bench_three_steps_dedicated.yaml", data=data)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == 2
