@@ -28,6 +28,7 @@ Imported inside kernels: standard library only (IPython is used when present).
 
 from __future__ import annotations
 
+import _signal
 import asyncio
 import builtins
 import contextlib
@@ -54,6 +55,7 @@ from kernels.values import ConversionError, NotJSONError, from_json, to_json
 
 _THIS_FILE = __file__
 _SCRIPT_MODULE = "__gristmill_script__"
+_COMPILED_KEPT = 64  # code objects a run process keeps (see run_connection)
 
 
 class CpuLimitExceeded(BaseException):
@@ -67,6 +69,9 @@ def run_connection(conn: socket.socket, pipes: FdPipes) -> None:
     """Serve the jobs that arrive on `conn` until one may not be followed; never raises."""
     channel = Channel(conn)
     baseline: _Baseline | None = None  # taken before the first job of a session
+    # Code objects by (source, path): a session's next run of the same step (a dedicated
+    # flow's) skips compiling it again. Code is immutable; each job still gets a fresh module.
+    compiled: dict[tuple[str, str], types.CodeType] = {}
     first = True
     while True:
         try:
@@ -87,7 +92,7 @@ def run_connection(conn: socket.socket, pipes: FdPipes) -> None:
         try:
             if baseline is None and job.get("session"):
                 baseline = _Baseline()
-            final = _run_job(job, channel, pipes, baseline)
+            final = _run_job(job, channel, pipes, baseline, compiled)
         except BaseException as exc:  # the last line of defence: report, never hang the host
             final = {**_error_frame("system", exc), "more": False}
         with contextlib.suppress(OSError):
@@ -112,21 +117,29 @@ class _Baseline:
         self.environ = dict(os.environ) if live is None else None
         self.cwd = os.getcwd()
         self.threads = threading.active_count()
-        self.handlers = {signum: signal.getsignal(signum) for signum in self._SIGNALS}
+        self.handlers = {signum: _signal.getsignal(signum) for signum in self._SIGNALS}
 
-    def restore(self) -> None:
-        self._restore_environ()
+    def restore(self, env: dict[str, str]) -> None:
+        """Put the process back as it was before the first job, with `env` set on top:
+        the next job's variables, in the same pass."""
+        self._restore_environ(env)
         os.chdir(self.cwd)
         signal.setitimer(signal.ITIMER_REAL, 0)  # an alarm a job left set
         for signum, handler in self.handlers.items():
-            if signal.getsignal(signum) is not handler and handler is not None:
+            # _signal's getsignal: the handler as set, without signal.getsignal's enum
+            # lookup (a tenth of the whole job's cost, for five signals).
+            if _signal.getsignal(signum) is not handler and handler is not None:
                 signal.signal(signum, handler)
 
-    def _restore_environ(self) -> None:
-        """Put the environment back as it was, changing only what differs (each change
-        is a syscall) and decoding only that."""
-        live, wanted = _environ_bytes(), self.raw_environ
-        if live is not None and wanted is not None:
+    def _restore_environ(self, env: dict[str, str]) -> None:
+        """Make the environment the first job's baseline plus `env`, changing only what
+        differs (each change is a syscall) and decoding only that. The steps of one run
+        share most of their variables, so a step usually changes none."""
+        live, baseline = _environ_bytes(), self.raw_environ
+        if live is not None and baseline is not None:
+            wanted = baseline
+            if env:
+                wanted = {**baseline, **{os.fsencode(k): os.fsencode(v) for k, v in env.items()}}
             if live == wanted:
                 return
             for key in live.keys() - wanted.keys():
@@ -137,9 +150,10 @@ class _Baseline:
             return
         assert self.environ is not None
         current = dict(os.environ)
-        for name in current.keys() - self.environ.keys():
+        target = {**self.environ, **env}
+        for name in current.keys() - target.keys():
             del os.environ[name]
-        for name, text in self.environ.items():
+        for name, text in target.items():
             if current.get(name) != text:
                 os.environ[name] = text
 
@@ -165,10 +179,17 @@ def _environ_bytes() -> dict[bytes, bytes] | None:
 
 
 def _run_job(
-    job: dict[str, Any], channel: Channel, pipes: FdPipes, baseline: _Baseline | None
+    job: dict[str, Any],
+    channel: Channel,
+    pipes: FdPipes,
+    baseline: _Baseline | None,
+    compiled: dict[tuple[str, str], types.CodeType],
 ) -> dict[str, Any]:
+    env = {str(k): str(v) for k, v in (job.get("env") or {}).items()}
     if baseline is not None:
-        baseline.restore()
+        baseline.restore(env)
+    else:
+        os.environ.update(env)
     _prepare_process(job)
     # `import gristmill` in a script is the run's client (get_variable, set_state...).
     sys.modules.setdefault("gristmill", client)
@@ -177,7 +198,10 @@ def _run_job(
     _install_display(channel)
     final: dict[str, Any] | None = None
     try:
-        final = _run_bash(job, channel) if job.get("language") == "bash" else _run_python(job)
+        if job.get("language") == "bash":
+            final = _run_bash(job, channel)
+        else:
+            final = _run_python(job, compiled)
     except KeyboardInterrupt as exc:
         final = _error_frame("interrupt", exc, "the run was interrupted")
     finally:
@@ -207,8 +231,6 @@ def _has_limits(job: dict[str, Any]) -> bool:
 
 
 def _prepare_process(job: dict[str, Any]) -> None:
-    env = job.get("env") or {}
-    os.environ.update({str(k): str(v) for k, v in env.items()})
     if job.get("cwd"):
         os.chdir(job["cwd"])
     limits = job.get("limits") or {}
@@ -310,15 +332,22 @@ class _PatchingLoader(importlib.abc.Loader):
 # ---------------------------------------------------------------- python
 
 
-def _run_python(job: dict[str, Any]) -> dict[str, Any]:
+def _run_python(
+    job: dict[str, Any], compiled: dict[tuple[str, str], types.CodeType]
+) -> dict[str, Any]:
     path = job.get("path") or "<script>"
     module = types.ModuleType(_SCRIPT_MODULE)
     module.__file__ = path
     sys.modules[_SCRIPT_MODULE] = module
-    try:
-        code = compile(job["source"], path, "exec", dont_inherit=True)
-    except SyntaxError as exc:
-        return _error_frame("input", exc, f"syntax error: {exc.msg}", line=exc.lineno)
+    code = compiled.get((job["source"], path))
+    if code is None:
+        try:
+            code = compile(job["source"], path, "exec", dont_inherit=True)
+        except SyntaxError as exc:
+            return _error_frame("input", exc, f"syntax error: {exc.msg}", line=exc.lineno)
+        if len(compiled) >= _COMPILED_KEPT:
+            compiled.clear()
+        compiled[(job["source"], path)] = code
     if path != "<script>":
         # Let tracebacks show the user's own lines, even for inline code.
         import linecache

@@ -159,6 +159,29 @@ def test_no_state_passes_from_one_job_to_the_next(
     ]
 
 
+CHANGE_Z = """
+    import os
+    def main():
+        seen = os.environ.get("Z")
+        os.environ["Z"] = "changed by the script"
+        return [os.getpid(), seen]
+"""
+
+
+def test_a_variable_the_last_job_changed_is_given_again_as_the_job_says(
+    portal: Portal, runner: ScriptRunner
+) -> None:
+    # Consecutive steps of a run receive the same variables, and a job whose variables
+    # and environment match the last one's changes nothing: here they do not match.
+    async def go() -> list[Any]:
+        async with runner.session() as session:
+            return [ok(await run_in(session, CHANGE_Z, env={"Z": "z1"})) for _ in range(2)]
+
+    (pid1, first), (pid2, second) = portal.run(go())
+    assert pid1 == pid2
+    assert first == second == "z1"
+
+
 def test_a_job_that_sets_sys_stdout_to_none_still_returns_its_result(
     portal: Portal, runner: ScriptRunner
 ) -> None:
