@@ -80,7 +80,7 @@ class DedicatedProcesses(AsyncClosing):
 
     def _forget_unused(self) -> None:
         """Drop sessions with no process and no job (their keys' runs stopped coming)."""
-        unused = [k for k, s in self._sessions.items() if not s.idle and not s.running]
+        unused = [k for k, s in self._sessions.items() if not s.in_use]
         for key in unused:
             del self._sessions[key]
 

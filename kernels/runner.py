@@ -124,6 +124,11 @@ class RunnerSession(AsyncClosing):
         """Processes waiting for the owner's next job."""
         return sum(len(waiting) for waiting in self._idle.values())
 
+    @property
+    def in_use(self) -> bool:
+        """Whether a job runs, a process waits, or one is still closing."""
+        return bool(self.running or self._closing or any(self._idle.values()))
+
     async def release(self) -> None:
         """The owner is about to wait a long time (a sleep, an approval): let every
         waiting process go now, and their kernels with them."""
