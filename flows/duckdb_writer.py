@@ -6,8 +6,9 @@ awaits). The thread takes everything queued and serves it as one batch:
 - A batch of plain writes only (step attempts, run updates, run ends, log lines: the
   engine's traffic) is appended to the journal (`duckdb_journal.py`) and synced, and
   then acknowledged. Those writes reach DuckDB later, many batches in one transaction:
-  when enough have gathered, when none came for a moment, and always before any other
-  operation runs, so every read sees every acknowledged write.
+  when enough have gathered (on a thread of their own, while new writes go on being
+  acknowledged), when none came for a moment, and always before any other operation
+  runs, so every read sees every acknowledged write.
 - Any other batch runs in one DuckDB transaction, committed before it is acknowledged.
   A batch that fails (a duplicate run id, a value DuckDB refuses) is rolled back and its
   operations retried one transaction each: the bad one fails alone with a `StoreError`,
@@ -115,6 +116,13 @@ class Writer:
         self._unapplied_runs: set[str] = set()  # ids of journaled new runs
         self._last_seq = 0
         self._apply_error: StoreError | None = None
+        # Journaled writes being put in DuckDB by a thread of their own (`_apply_behind`),
+        # on a second connection, while this thread goes on acknowledging new ones.
+        self._behind: threading.Thread | None = None
+        self._behind_entries: list[tuple[Callable[..., Any], tuple[Any, ...]]] = []
+        self._behind_runs: set[str] = set()
+        self._behind_error: StoreError | None = None
+        self._cursor: duckdb.DuckDBPyConnection | None = None
 
     def serve(self, loop: asyncio.AbstractEventLoop, ready: asyncio.Future[None]) -> None:
         """The thread's body: owns the connection (and journal) from open to close."""
@@ -134,6 +142,9 @@ class Writer:
             try:
                 self._serve_batches(con)
             finally:
+                self._join_behind()
+                if self._cursor is not None:
+                    self._cursor.close()
                 self.open = False  # refuse new calls, and fail any left in the queue
                 left: list[Op | None] = []
                 with contextlib.suppress(queue.Empty):
@@ -185,47 +196,127 @@ class Writer:
         self.commits += 1
         _deliver(batch, [DONE] * len(batch))
         if len(self._unapplied) >= APPLY_AT:
-            self._apply(con)
+            self._apply_behind(con)
         return True
 
     def _new_runs_unique(self, con: duckdb.DuckDBPyConnection, run_ids: list[str]) -> bool:
         """Whether no run has one of these ids yet (create_run refuses an existing id)."""
-        if len(set(run_ids)) < len(run_ids) or not self._unapplied_runs.isdisjoint(run_ids):
+        if (
+            len(set(run_ids)) < len(run_ids)
+            or not self._unapplied_runs.isdisjoint(run_ids)
+            or not self._behind_runs.isdisjoint(run_ids)
+        ):
             return False
         sql = "SELECT count(*) FROM runs WHERE id IN (SELECT unnest(?::VARCHAR[]))"
         row = con.execute(sql, [run_ids]).fetchone()
         return row is not None and row[0] == 0
 
     def _apply(self, con: duckdb.DuckDBPyConnection) -> None:
-        """Put the journaled writes in DuckDB, in one transaction with their last seq."""
+        """Put the journaled writes in DuckDB now, in one transaction with their last
+        seq (after those handed to the other thread)."""
+        self._join_behind()
         if not self._unapplied:
             return
+        error = self._commit(con, self._unapplied, self._last_seq)
+        if error is not None:
+            self._apply_error = error
+            print(f"gristmill: {error}", file=sys.stderr)
+            return
+        self.commits += 1
+        self._unapplied.clear()
+        self._unapplied_runs.clear()
+        self._apply_error = None
+        if self.journal is not None:
+            self.journal.clear()
+
+    def _apply_behind(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Hand the journaled writes to a thread that puts them in DuckDB, while this one
+        goes on acknowledging: the journal rotates, so new writes go to its other segment
+        and the old one is emptied once its writes are committed. Applying 4,096 writes
+        takes tens of ms, and callers waiting for their acknowledgement meanwhile left
+        half of the store's capacity unused. One such thread at a time; after a failure,
+        the writes are applied here, as `_apply` does."""
+        if self._behind is not None:
+            if self._behind.is_alive():
+                return  # the next batch tries again
+            self._join_behind()
+        assert self.journal is not None
+        if self._apply_error is not None or not self.journal.can_rotate():
+            self._apply(con)
+            return
+        entries, self._unapplied = self._unapplied, []
+        self._behind_entries = entries
+        self._behind_runs, self._unapplied_runs = self._unapplied_runs, set()
+        segment = self.journal.rotate()
+        if self._cursor is None:
+            self._cursor = con.cursor()  # a connection of its own, to the same database
+        self._behind = threading.Thread(
+            target=self._commit_behind,
+            args=(self._cursor, entries, self._last_seq, segment),
+            name="gristmill-store-apply",
+            daemon=True,
+        )
+        self._behind.start()
+
+    def _commit_behind(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        entries: list[tuple[Callable[..., Any], tuple[Any, ...]]],
+        seq: int,
+        segment: int,
+    ) -> None:
+        """The handed-over writes' thread: commit them, then empty their segment."""
+        try:
+            error = self._commit(con, entries, seq)
+            if error is None and self.journal is not None:
+                self.journal.clear_segment(segment)
+        except BaseException as exc:  # the writer thread reports it (`_join_behind`)
+            error = StoreError(f"the run store {self.path} could not apply its journal: {exc}")
+        self._behind_error = error
+
+    def _join_behind(self) -> None:
+        """Wait for the handed-over writes; if they failed, they are this thread's again
+        (first, as they came first), and their segment stays as it is until they are in."""
+        thread, self._behind = self._behind, None
+        if thread is None:
+            return
+        thread.join()
+        if self._behind_error is None:
+            self.commits += 1
+        else:
+            self._unapplied[:0] = self._behind_entries
+            self._unapplied_runs |= self._behind_runs
+            self._apply_error = self._behind_error
+        self._behind_entries, self._behind_runs, self._behind_error = [], set(), None
+
+    def _commit(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        entries: list[tuple[Callable[..., Any], tuple[Any, ...]]],
+        seq: int,
+    ) -> StoreError | None:
+        """Put `entries` in DuckDB with `seq` as the last applied, in one transaction;
+        the error if that failed even carefully (nothing of it is in then)."""
+        error: Exception | None = None
         for careful in (False, True):  # a blind insert that met a row: again, carefully
             txn = Txn(con, self._known_attempts, careful=careful)
             try:
                 con.execute("BEGIN TRANSACTION")
-                for run, args in self._unapplied:
+                for run, args in entries:
                     run(txn, *args)
                 txn.flush()
-                con.execute("UPDATE journal_applied SET seq = ?", [self._last_seq])
+                con.execute("UPDATE journal_applied SET seq = ?", [seq])
                 con.execute("COMMIT")
             except Exception as exc:
                 rollback(con)
                 error = exc
                 continue
-            self.commits += 1
-            self._unapplied.clear()
-            self._unapplied_runs.clear()
-            self._apply_error = None
-            if self.journal is not None:
-                self.journal.clear()
-            return
+            return None
         assert self.journal is not None
-        self._apply_error = StoreError(
+        return StoreError(
             f"the run store {self.path} could not take the writes kept in its journal "
             f"{self.journal.path} ({error}); they are safe there and are tried again"
         )
-        print(f"gristmill: {self._apply_error}", file=sys.stderr)
 
     # ------------------------------------------------------------ batches
 

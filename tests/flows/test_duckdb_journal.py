@@ -92,3 +92,30 @@ def test_the_file_is_private(tmp_path: Path) -> None:
     journal.open(applied=0)
     journal.close()
     assert (tmp_path / "runs.journal").stat().st_mode & 0o777 == 0o600
+
+
+def test_a_rotated_journal_reads_back_both_segments_in_order(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "runs.journal")
+    journal.open(applied=0)
+    journal.append([("a", [1]), ("b", [2])])
+    assert journal.can_rotate()
+    old = journal.rotate()  # `a` and `b` go to DuckDB from the old segment meanwhile
+    assert journal.append([("c", [3])]) == 3
+    assert not journal.can_rotate()  # the old segment still holds a and b
+    with pytest.raises(StoreError, match="still holds writes"):
+        journal.rotate()
+    journal.close()  # a crash before the old segment was emptied
+
+    again = Journal(tmp_path / "runs.journal")
+    assert again.open(applied=1) == [(2, "b", [2]), (3, "c", [3])]
+    again.close()
+
+    journal = Journal(tmp_path / "runs.journal")
+    journal.open(applied=3)
+    journal.clear_segment(old)
+    assert (tmp_path / "runs.journal").stat().st_size == 0
+    assert (tmp_path / "runs.journal-2").stat().st_size > 0
+    journal.clear()
+    assert (tmp_path / "runs.journal-2").stat().st_size == 0
+    assert (tmp_path / "runs.journal-2").stat().st_mode & 0o777 == 0o600
+    journal.close()

@@ -122,6 +122,49 @@ def test_entries_duckdb_already_holds_are_not_applied_twice(tmp_path: Path) -> N
     assert [entry.text for entry in asyncio.run(read())] == ["once"]
 
 
+def test_writes_left_in_both_journal_segments_reach_duckdb_in_order(tmp_path: Path) -> None:
+    db = tmp_path / "runs.duckdb"
+    asyncio.run(_open_and_close(db))
+    # A crash while the older segment's writes were going to DuckDB, with newer ones
+    # already acknowledged from the other segment:
+    journal = Journal(Path(f"{db}.journal"))
+    journal.open(applied=0)
+    journal.append([("add_logs", ([("r", "s", 1, "stdout", "first", 1.0)],))])
+    journal.rotate()
+    journal.append([("add_logs", ([("r", "s", 2, "stdout", "second", 2.0)],))])
+    journal.close()
+
+    async def read() -> list[LogRecord]:
+        async with DuckDbStore(db) as store:
+            return await store.logs("r")
+
+    assert [entry.text for entry in asyncio.run(read())] == ["first", "second"]
+    assert Path(f"{db}.journal").stat().st_size == 0
+    assert Path(f"{db}.journal-2").stat().st_size == 0
+
+
+def test_many_writes_go_to_duckdb_while_new_ones_are_acknowledged(tmp_path: Path) -> None:
+    # Past 4,096 journaled writes, a thread of their own puts them in DuckDB and the
+    # journal's other segment takes the next ones; every write is read back once.
+    db = tmp_path / "runs.duckdb"
+    logs = [LogRecord("r", "s", i, "stdout", f"line {i}", float(i)) for i in range(10_000)]
+
+    async def go() -> list[LogRecord]:
+        async with DuckDbStore(db) as store:
+            await asyncio.gather(*(store.append_logs([log]) for log in logs))
+            return await store.logs("r")
+
+    assert [log.seq for log in asyncio.run(go())] == list(range(10_000))
+    assert Path(f"{db}.journal-2").exists()  # the journal rotated
+    assert Path(f"{db}.journal").stat().st_size == 0
+    assert Path(f"{db}.journal-2").stat().st_size == 0
+
+
+async def _open_and_close(db: Path) -> None:
+    async with DuckDbStore(db):
+        pass
+
+
 def test_a_journal_entry_from_a_newer_version_stops_the_store_opening(tmp_path: Path) -> None:
     db = tmp_path / "runs.duckdb"
     journal = Journal(Path(f"{db}.journal"))
