@@ -127,7 +127,7 @@ class RunnerSession(AsyncClosing):
     @property
     def in_use(self) -> bool:
         """Whether a job runs, a process waits, or one is still closing."""
-        return bool(self.running or self._closing or any(self._idle.values()))
+        return bool(self.running or self._closing or self.idle)
 
     async def release(self) -> None:
         """The owner is about to wait a long time (a sleep, an approval): let every
