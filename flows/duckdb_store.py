@@ -85,6 +85,12 @@ class DuckDbStore(AsyncClosing):
         of many operations counts once."""
         return self._writer.commits
 
+    @property
+    def journaled(self) -> int:
+        """Acknowledged writes that are in the journal and not yet in DuckDB (any other
+        operation puts them in first)."""
+        return self._writer.journaled
+
     async def __aenter__(self) -> Self:
         if self._used:
             raise StoreError(f"this store object for {self.path} was opened before")

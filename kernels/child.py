@@ -47,10 +47,10 @@ import traceback
 import types
 import typing
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from kernels import client, framing
-from kernels.run_output import Channel, FdPipes, FrameWriter
+from kernels.run_output import Channel, FrameWriter
 from kernels.values import ConversionError, NotJSONError, from_json, to_json
 
 _THIS_FILE = __file__
@@ -65,7 +65,15 @@ class CpuLimitExceeded(BaseException):
     """
 
 
-def run_connection(conn: socket.socket, pipes: FdPipes) -> None:
+class Pipes(Protocol):
+    """What `run_connection` needs of the process's output pipes (`FdPipes`)."""
+
+    def hand_over(self, sock: socket.socket, frame: bytes) -> None: ...
+
+    def intact(self) -> bool: ...
+
+
+def run_connection(conn: socket.socket, pipes: Pipes) -> None:
     """Serve the jobs that arrive on `conn` until one may not be followed; never raises."""
     channel = Channel(conn)
     baseline: _Baseline | None = None  # taken before the first job of a session
@@ -181,7 +189,7 @@ def _environ_bytes() -> dict[bytes, bytes] | None:
 def _run_job(
     job: dict[str, Any],
     channel: Channel,
-    pipes: FdPipes,
+    pipes: Pipes,
     baseline: _Baseline | None,
     compiled: dict[tuple[str, str], types.CodeType],
 ) -> dict[str, Any]:
@@ -508,3 +516,79 @@ def _is_ours(filename: str) -> bool:
     return filename == _THIS_FILE or filename.endswith(
         (os.path.join("kernels", "values.py"), os.path.join("kernels", "run_output.py"))
     )
+
+
+# ---------------------------------------------------------------- warm-up
+
+WARM_UP_SESSIONS = 50
+_WARM_UP_SOURCE = "def main(n: int = 0):\n    print('warming up', n)\n    return {'n': n}\n"
+
+
+class _NoPipes:
+    """Pipes for a warm-up session: fds 1 and 2 stay the zygote's own."""
+
+    def hand_over(self, sock: socket.socket, frame: bytes) -> None:
+        sock.sendall(frame)
+
+    def intact(self) -> bool:
+        return True
+
+
+def warm_up(sessions: int = WARM_UP_SESSIONS) -> int:
+    """Serve a few trivial sessions in this process (the zygote, before it forks), put
+    back everything they changed and return how many of their jobs succeeded.
+
+    Why: a function's first calls write to its code object (CPython 3.11 counts calls,
+    then quickens and specialises the bytecode in place), and a job's first pass fills
+    caches and builds objects lazily. Done in each run process, every such write lands
+    on a page shared with the zygote and costs a copy-on-write fault; done here once,
+    run processes inherit the finished state. Measured in the three-step flow benchmark:
+    about 60 fewer faults per run process (713 -> 654), each 2 µs or more of CPU here.
+    Never raises: a warm-up that fails costs speed, not runs.
+    """
+    streams = sys.stdout, sys.stderr
+    meta_path = list(sys.meta_path)
+    display = builtins.__dict__.get("display", _NOTHING)
+    modules = {name: sys.modules.get(name, _NOTHING) for name in ("gristmill", _SCRIPT_MODULE)}
+    succeeded = 0
+    try:
+        for _ in range(sessions):
+            host, here = socket.socketpair()
+            with host, here:
+                for n in range(3):
+                    job = {
+                        "kind": "run",
+                        "language": "python",
+                        "source": _WARM_UP_SOURCE,
+                        "args": {"n": n},
+                        "env": {},
+                        "session": True,
+                    }
+                    framing.send_frame(host, job)
+                host.shutdown(socket.SHUT_WR)  # the session ends after these jobs
+                run_connection(here, _NoPipes())
+                here.shutdown(socket.SHUT_WR)
+                while (frame := framing.recv_frame(host)) is not None:
+                    succeeded += frame.get("t") == "result"
+    except Exception as exc:
+        with contextlib.suppress(Exception):
+            print(
+                f"gristmill: the run processes' warm-up failed ({exc!r}); runs work, a little slower",
+                file=streams[1],
+            )
+    finally:
+        sys.stdout, sys.stderr = streams
+        sys.meta_path[:] = meta_path
+        if display is _NOTHING:
+            builtins.__dict__.pop("display", None)
+        else:
+            builtins.display = display  # type: ignore[attr-defined]
+        for name, module in modules.items():
+            if module is _NOTHING:
+                sys.modules.pop(name, None)
+            else:
+                sys.modules[name] = module
+    return succeeded
+
+
+_NOTHING: Any = object()

@@ -73,6 +73,7 @@ def _serve(listener: socket.socket) -> None:
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
     os.close(devnull)
+    child.warm_up()
     release_free_memory()
     # Move everything imported so far out of the collector's reach, so children do not
     # touch (and copy) those pages when they collect.

@@ -9,13 +9,17 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pytest
 
+from flows import duckdb_writer
 from flows.duckdb_journal import Journal
 from flows.duckdb_store import DuckDbStore
+from flows.duckdb_writer import APPLY_WHEN_QUIET_S, Writer
 from flows.errors import StoreError
 from flows.records import LogRecord, RunRecord, StepRecord
 
@@ -193,3 +197,68 @@ def test_without_a_journal_writes_go_straight_to_duckdb(tmp_path: Path) -> None:
     assert not Path(f"{db}.journal").exists()
     with duckdb.connect(str(db)) as con:
         assert con.execute("SELECT count(*) FROM logs").fetchone() == (1,)
+
+
+def test_steady_writes_wait_in_the_journal_and_reach_duckdb_when_traffic_stops(
+    tmp_path: Path,
+) -> None:
+    # Applying a few hundred journaled writes takes tens of ms, during which nothing is
+    # acknowledged: under steady traffic they wait (for APPLY_AT of them, applied on a
+    # thread of their own), and a quiet moment puts them in DuckDB.
+    db = tmp_path / "runs.duckdb"
+    gap = APPLY_WHEN_QUIET_S / 5
+
+    async def go() -> tuple[list[int], int, int]:
+        async with DuckDbStore(db) as store:
+            waiting = []
+            for i in range(20):  # four quiet-periods' worth of traffic, never quiet
+                await store.append_logs([LogRecord("r", "s", i, "stdout", f"line {i}", 1.0)])
+                waiting.append(store.journaled)
+                await asyncio.sleep(gap)
+            await asyncio.sleep(APPLY_WHEN_QUIET_S * 3)
+            after_quiet = store.journaled
+            _, rows = await store.query("SELECT count(*) FROM logs")
+            return waiting, after_quiet, rows[0][0]
+
+    waiting, after_quiet, rows = asyncio.run(go())
+    assert waiting == list(range(1, 21))
+    assert after_quiet == 0
+    assert rows == 20
+
+
+def test_writes_whose_background_apply_failed_go_in_again_once_and_in_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The first hand-over to the applying thread fails (a full disk, say): its writes
+    # are the writer's again, ahead of newer ones, and reach DuckDB exactly once.
+    monkeypatch.setattr(duckdb_writer, "APPLY_AT", 8)
+    failed: list[int] = []
+    commit = Writer._commit
+
+    def fails_once_behind(
+        self: Writer, con: duckdb.DuckDBPyConnection, entries: list[Any], seq: int
+    ) -> StoreError | None:
+        if threading.current_thread().name == "gristmill-store-apply" and not failed:
+            failed.append(len(entries))
+            return StoreError("the disk is full (a test)")
+        return commit(self, con, entries, seq)
+
+    monkeypatch.setattr(Writer, "_commit", fails_once_behind)
+    db = tmp_path / "runs.duckdb"
+
+    async def write_then_read() -> list[int]:
+        async with DuckDbStore(db) as store:
+            for i in range(20):
+                await store.append_logs([LogRecord("r", "s", i, "stdout", f"line {i}", 1.0)])
+            _, rows = await store.query("SELECT seq FROM logs ORDER BY rowid")
+            return [row[0] for row in rows]
+
+    assert asyncio.run(write_then_read()) == list(range(20))
+    assert failed == [8]
+
+    async def reopen() -> int:  # nothing left in the journal to apply twice
+        async with DuckDbStore(db) as store:
+            _, rows = await store.query("SELECT count(*) FROM logs")
+            return int(rows[0][0])
+
+    assert asyncio.run(reopen()) == 20

@@ -344,6 +344,43 @@ def test_runs_are_isolated_from_each_other(portal, pool, default_env):
         }
 
 
+def test_each_run_process_draws_its_own_random_numbers(portal, pool, default_env):
+    # Run processes are forked from one zygote that has `random` imported already: each
+    # must reseed it, or every run of a kernel would draw the same numbers.
+    source = "import random\ndef main():\n    return [random.getrandbits(64), random.random()]\n"
+    values = [run(portal, pool, default_env, source)[0].value for _ in range(6)]
+    assert len({tuple(v) for v in values}) == 6, values
+
+
+def test_threads_work_in_a_run_process(portal, pool, default_env):
+    source = """
+        import threading
+        def main():
+            seen = []
+            workers = [threading.Thread(target=lambda i=i: seen.append(i)) for i in range(4)]
+            for w in workers:
+                w.start()
+            for w in workers:
+                w.join()
+            main_thread = threading.main_thread()
+            return {
+                "seen": sorted(seen),
+                "main": main_thread is threading.current_thread(),
+                "ident": main_thread.ident == threading.get_ident(),
+                "alive": main_thread.is_alive(),
+                "count": threading.active_count(),
+            }
+    """
+    result, _ = run(portal, pool, default_env, source)
+    assert result.value == {
+        "seen": [0, 1, 2, 3],
+        "main": True,
+        "ident": True,
+        "alive": True,
+        "count": 1,
+    }
+
+
 def test_environment_variables_and_run_context(portal, pool, default_env):
     from kernels.messages import RunContext
 
