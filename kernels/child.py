@@ -521,6 +521,7 @@ def _is_ours(filename: str) -> bool:
 # ---------------------------------------------------------------- warm-up
 
 WARM_UP_SESSIONS = 50
+_NOTHING: Any = object()  # "was not there" in what the warm-up puts back
 _WARM_UP_SOURCE = "def main(n: int = 0):\n    print('warming up', n)\n    return {'n': n}\n"
 
 
@@ -589,6 +590,3 @@ def warm_up(sessions: int = WARM_UP_SESSIONS) -> int:
             else:
                 sys.modules[name] = module
     return succeeded
-
-
-_NOTHING: Any = object()
