@@ -29,10 +29,8 @@ Imported inside kernels: standard library only (IPython is used when present).
 from __future__ import annotations
 
 import _signal
-import asyncio
 import builtins
 import contextlib
-import importlib.abc
 import importlib.machinery
 import inspect
 import os
@@ -47,11 +45,14 @@ import traceback
 import types
 import typing
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from kernels import client, framing
 from kernels.run_output import Channel, FrameWriter
 from kernels.values import ConversionError, NotJSONError, from_json, to_json
+
+if TYPE_CHECKING:
+    import importlib.abc
 
 _THIS_FILE = __file__
 _SCRIPT_MODULE = "__gristmill_script__"
@@ -302,8 +303,12 @@ def _install_display(channel: Channel) -> None:
 _DISPLAY_MODULES = ("IPython.core.display_functions", "IPython.display", "IPython.core.display")
 
 
-class _DisplayOnImport(importlib.abc.MetaPathFinder):
-    """Sets `display` in IPython's display modules as they are imported."""
+class _DisplayOnImport:
+    """Sets `display` in IPython's display modules as they are imported.
+
+    A finder and a loader need only their methods: `importlib.abc` would bring
+    importlib.resources, tempfile, shutil and three compression libraries into the
+    zygote, about 60 memory mappings that every run process copies and tears down."""
 
     def __init__(self, display: Callable[..., None]) -> None:
         self.display = display
@@ -318,12 +323,13 @@ class _DisplayOnImport(importlib.abc.MetaPathFinder):
                 continue
             spec = finder.find_spec(name, path, target)
             if spec is not None and spec.loader is not None:
-                spec.loader = _PatchingLoader(spec.loader, self.display)
+                loader = _PatchingLoader(spec.loader, self.display)
+                spec.loader = typing.cast("importlib.abc.Loader", loader)  # duck-typed
                 return spec
         return None
 
 
-class _PatchingLoader(importlib.abc.Loader):
+class _PatchingLoader:
     def __init__(self, loader: importlib.abc.Loader, display: Callable[..., None]) -> None:
         self.loader = loader
         self.display = display
@@ -376,6 +382,8 @@ def _run_python(
         kwargs = _convert_arguments(main, job.get("args") or {})
         value = main(**kwargs)
         if inspect.isawaitable(value):
+            import asyncio  # not preloaded: see kernel_app.PRELOAD
+
             value = asyncio.run(_await(value))
         return {"t": "result", "value": to_json(value)}
     except ConversionError as exc:

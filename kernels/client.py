@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import json
 import os
-import urllib.error
-import urllib.parse
-import urllib.request
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import urllib.error
 
 __all__ = [
     "GristmillClientError",
@@ -53,6 +53,11 @@ def _connection() -> tuple[str, str]:
 
 
 def _call(method: str, path: str, body: Any = None) -> Any:
+    # Imported on first use: urllib.request brings http, email and ssl, which every run
+    # process would otherwise carry (the zygote imports this module; see kernel_app).
+    import urllib.error
+    import urllib.request
+
     base, token = _connection()
     data = None if body is None else json.dumps(body).encode()
     request = urllib.request.Request(
@@ -86,7 +91,15 @@ def _message(exc: urllib.error.HTTPError) -> str:
 
 
 def _item(path: str) -> str:
+    import urllib.parse
+
     return urllib.parse.quote(path.strip("/"), safe="/")
+
+
+def _query(**params: str) -> str:
+    import urllib.parse
+
+    return urllib.parse.urlencode(params)
 
 
 def get_variable(path: str) -> str:
@@ -102,7 +115,7 @@ def get_resource(path: str) -> dict[str, Any]:
 
 def get_state(key: str | None = None) -> Any:
     """The state this script (or `key`) kept from its last run, None at first."""
-    query = "" if key is None else "?" + urllib.parse.urlencode({"key": key})
+    query = "" if key is None else "?" + _query(key=key)
     return _call("GET", f"/api/runtime/state{query}")["value"]
 
 
@@ -127,7 +140,7 @@ def get_resume_urls(approver: str | None = None) -> dict[str, str]:
     """Signed links that approve (`resume`) or refuse (`cancel`) this flow run's next
     approval step, and the page that shows it (`approvalPage`): send them to whoever
     must approve, from the step before the approval."""
-    query = "" if approver is None else "?" + urllib.parse.urlencode({"approver": approver})
+    query = "" if approver is None else "?" + _query(approver=approver)
     return dict(_call("GET", f"/api/runtime/resume_urls{query}"))
 
 

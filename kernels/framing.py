@@ -8,11 +8,13 @@ standard library.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import socket
 import struct
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # only the host reads streams, and run processes must not load asyncio
+    import asyncio
 
 _HEADER = struct.Struct(">I")
 # Large enough for any sane result; a bigger frame means a broken or hostile peer.
@@ -50,6 +52,8 @@ def recv_frame(sock: socket.socket) -> dict[str, Any] | None:
 
 async def read_frame(reader: asyncio.StreamReader) -> dict[str, Any] | None:
     """Read one frame from an asyncio stream; None at a clean end of stream."""
+    import asyncio  # loaded already wherever this is awaited (see the TYPE_CHECKING import)
+
     try:
         header = await reader.readexactly(_HEADER.size)
     except asyncio.IncompleteReadError as exc:
