@@ -61,6 +61,15 @@ async def execute(
         return await session.run(job, on_event=on_event, cancel=cancel)
 
 
+def uses_asyncio(job: RunJob) -> bool:
+    """Whether `job` goes to the zygote that has asyncio imported (kernel_app.ASYNC_PRELOAD).
+
+    A look at the text, not a parse: a false positive only costs a larger fork, and a
+    script that imports asyncio anyway (through a library) pays for the import (~20 ms).
+    A session's first job decides for the jobs after it."""
+    return job.language == "python" and "async" in job.source
+
+
 class RunSession(AsyncClosing):
     """One run process on a leased kernel, for one job or (`keep`) several in a row.
 
@@ -100,7 +109,7 @@ class RunSession(AsyncClosing):
         run: _Run | None = None
         self.jobs += 1
         try:
-            connection = self._connection or await self._connect()
+            connection = self._connection or await self._connect(job)
             await connection.send(frame)
             if self._pid is None:  # the process's first job: it says when it takes it
                 first = await self._started()
@@ -128,11 +137,12 @@ class RunSession(AsyncClosing):
             self._usable = False
             raise
 
-    async def _connect(self) -> RunConnection:
-        """Connect to the kernel's waiting run process."""
+    async def _connect(self, job: RunJob) -> RunConnection:
+        """Connect to the kernel's waiting run process that suits `job`."""
         kernel = self.lease.kernel
+        path = kernel.async_run_socket if uses_asyncio(job) else kernel.run_socket
         try:
-            sock = await connect(str(kernel.run_socket))
+            sock = await connect(str(path))
         except OSError as exc:
             self._usable = False
             self.lease.poison(f"run socket unreachable: {exc}")

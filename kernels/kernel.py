@@ -3,7 +3,8 @@
 A `PooledKernel` is an ipykernel started by `kernel_app.py` in an environment's
 interpreter, over IPC sockets in an owner-only runtime directory, with message signing
 on (jupyter_client's default HMAC key). Next to its Jupyter channels it serves runs on
-a unix socket (`run_socket`), where a pre-forked run process is always waiting.
+two unix sockets, where a pre-forked run process is always waiting: `run_socket`, and
+`async_run_socket` for scripts that use asyncio (its processes have it imported).
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ def write_kernelspec(specs_dir: Path, env: EnvironmentSpec) -> str:
             "kernels.kernel_app",
             "--run-socket",
             "{connection_file}.run",
+            "--async-run-socket",
+            "{connection_file}.arun",
             "-f",
             "{connection_file}",
             # Runs never need IPython's history database; skipping it saves a thread and disk writes.
@@ -79,6 +82,7 @@ class PooledKernel:
         base = runtime_dir / f"k{n}"
         self.connection_file = Path(f"{base}.json")
         self.run_socket = Path(f"{self.connection_file}.run")
+        self.async_run_socket = Path(f"{self.connection_file}.arun")
         self.log_file = Path(f"{base}.log")
         self._manager = AsyncKernelManager(
             kernel_name=kernel_name,
@@ -143,19 +147,13 @@ class PooledKernel:
         return False
 
     async def ping(self, timeout: float) -> bool:
-        """Ask the waiting run process to answer; proves the zygote is serving."""
+        """Ask the waiting run processes to answer; proves both zygotes are serving."""
         try:
             async with asyncio.timeout(timeout):
-                reader, writer = await asyncio.open_unix_connection(str(self.run_socket))
-                try:
-                    writer.write(framing.encode_frame({"kind": "ping"}))
-                    await writer.drain()
-                    reply = await framing.read_frame(reader)
-                finally:
-                    writer.close()
-                return reply is not None and reply.get("t") == "pong"
+                answers = await asyncio.gather(_ping(self.run_socket), _ping(self.async_run_socket))
         except (OSError, TimeoutError, framing.FrameError):
             return False
+        return all(answers)
 
     async def check(self, timeout: float) -> bool:
         """Full health check: process alive, Jupyter channel and run socket answering."""
@@ -174,7 +172,7 @@ class PooledKernel:
                 os.killpg(pid, signal.SIGKILL)
         with contextlib.suppress(Exception):
             await self._manager.shutdown_kernel(now=True)
-        for path in (self.run_socket, self.connection_file):
+        for path in (self.run_socket, self.async_run_socket, self.connection_file):
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
 
@@ -185,3 +183,14 @@ class PooledKernel:
             return "(no log)"
         tail = [line for line in text.splitlines() if line.strip()][-lines:]
         return "\n".join(tail) or "(empty)"
+
+
+async def _ping(run_socket: Path) -> bool:
+    reader, writer = await asyncio.open_unix_connection(str(run_socket))
+    try:
+        writer.write(framing.encode_frame({"kind": "ping"}))
+        await writer.drain()
+        reply = await framing.read_frame(reader)
+    finally:
+        writer.close()
+    return reply is not None and reply.get("t") == "pong"

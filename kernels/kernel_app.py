@@ -1,9 +1,12 @@
-"""Entry point of a pooled kernel process: `python -m kernels.kernel_app --run-socket P -f F`.
+"""Entry point of a pooled kernel process:
+`python -m kernels.kernel_app --run-socket P [--async-run-socket A] -f F`.
 
 Before ipykernel starts (and with it its threads and ZeroMQ sockets) this imports what
 runs need, binds the run socket (owner-only) and forks the zygote that serves it
-(`zygote.py`). Then it becomes an ordinary ipykernel on the connection file `-f F`,
-which the pool uses for health checks and which notebooks can use as any kernel.
+(`zygote.py`); then, with asyncio imported too, the same for the async run socket, whose
+zygote serves the scripts that use asyncio. Then it becomes an ordinary ipykernel on the
+connection file `-f F`, which the pool uses for health checks and which notebooks can
+use as any kernel.
 
 Runs inside the kernel's environment: standard library and ipykernel only.
 """
@@ -24,10 +27,7 @@ from kernels import zygote
 # torn down at exit, refaulted here: this VM shadows page tables), so what is rarely
 # needed stays out. Not IPython nor ipykernel: with them the zygote cost twice as much
 # per run (290 vs 460 isolated runs/s); the launcher imports ipykernel after forking the
-# zygote. Not asyncio: it brings ssl and 4.6 MiB of heap, and without it a three-step
-# flow costs 16 % less CPU (5.7 vs 6.9 ms); a script that imports asyncio (or has an
-# async `main`) pays about 30 ms for the import in its run. `kernels.child` and what it
-# imports keep to this list too (tests/kernels/test_kernel_app.py checks).
+# zygotes. `kernels.child` and what it imports keep to this list too (a test checks).
 PRELOAD = (
     "base64",
     "dataclasses",
@@ -40,10 +40,16 @@ PRELOAD = (
     "uuid",
     "kernels.child",
 )
+# asyncio brings ssl and 4.6 MiB of heap: in every run process that made a three-step
+# flow cost 16 % more CPU (6.9 vs 5.7 ms). Scripts that use it (`execution.uses_asyncio`)
+# go to a second zygote that has it, where they start in 3 ms instead of 21 ms.
+ASYNC_PRELOAD = ("asyncio",)
+
+_OPTIONS = ("--run-socket", "--async-run-socket")
 
 
-def _preload() -> None:
-    for name in PRELOAD:
+def _preload(names: tuple[str, ...]) -> None:
+    for name in names:
         importlib.import_module(name)
 
 
@@ -65,35 +71,48 @@ def _trim_after_settling(delay: float) -> None:
 
 
 def _exit_when_zygote_dies(pid: int) -> None:
-    # A kernel without its zygote cannot run anything: die so the pool replaces us.
+    # A kernel without one of its zygotes cannot run everything: die so the pool
+    # replaces us.
     os.waitpid(pid, 0)
     os._exit(70)
 
 
-def _split_args(argv: list[str]) -> tuple[str, list[str]]:
-    """`--run-socket P` (or `--run-socket=P`) and the arguments left for ipykernel."""
+def _split_args(argv: list[str]) -> tuple[dict[str, str], list[str]]:
+    """Our options (`--run-socket P`, `--async-run-socket P`, also with `=`) and the
+    arguments left for ipykernel, in order."""
+    ours: dict[str, str] = {}
     rest: list[str] = []
-    run_socket = None
     args = iter(argv)
     for arg in args:
-        if arg == "--run-socket":
-            run_socket = next(args, None)
-        elif arg.startswith("--run-socket="):
-            run_socket = arg.partition("=")[2]
-        else:
+        name, equals, value = arg.partition("=")
+        if name not in _OPTIONS:
             rest.append(arg)
-    if not run_socket:
+            continue
+        ours[name] = value if equals else next(args, "")
+        if not ours[name]:
+            raise SystemExit(f"kernel_app: {name} needs a socket path")
+    if "--run-socket" not in ours:
         raise SystemExit("kernel_app: --run-socket PATH is required")
-    return run_socket, rest
+    return ours, rest
+
+
+def _start_zygote(path: str) -> int:
+    listener = _bind(path)
+    try:
+        return zygote.fork_zygote(listener)
+    finally:
+        listener.close()
 
 
 def main(argv: list[str] | None = None) -> None:
-    run_socket, rest = _split_args(sys.argv[1:] if argv is None else argv)
-    _preload()
-    listener = _bind(run_socket)
-    zygote_pid = zygote.fork_zygote(listener)
-    listener.close()
-    threading.Thread(target=_exit_when_zygote_dies, args=(zygote_pid,), daemon=True).start()
+    sockets, rest = _split_args(sys.argv[1:] if argv is None else argv)
+    _preload(PRELOAD)
+    zygotes = [_start_zygote(sockets["--run-socket"])]
+    if "--async-run-socket" in sockets:  # forked after the first, so only it has asyncio
+        _preload(ASYNC_PRELOAD)
+        zygotes.append(_start_zygote(sockets["--async-run-socket"]))
+    for pid in zygotes:  # threads only after the forks: never fork a threaded process
+        threading.Thread(target=_exit_when_zygote_dies, args=(pid,), daemon=True).start()
 
     from ipykernel.kernelapp import IPKernelApp
 

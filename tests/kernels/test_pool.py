@@ -93,6 +93,35 @@ def test_a_kernel_killed_with_sigkill_is_never_handed_out_and_is_replaced(
         ) from None
 
 
+def test_a_kernel_whose_asyncio_zygote_dies_exits_and_is_replaced(portal, pool, default_env):
+    before = kernel_pids(pool, portal, default_env)
+    victim_id, victim_pid = sorted(before.items())[-1]
+    zygotes = [
+        child
+        for child in psutil.Process(victim_pid).children()
+        if any("_asyncio" in m.path for m in child.memory_maps())
+    ]
+    assert len(zygotes) == 1, zygotes  # the lean zygote has no asyncio mapped
+    zygotes[0].kill()
+    wait_for(
+        lambda: (
+            not psutil.pid_exists(victim_pid)
+            or psutil.Process(victim_pid).status() == psutil.STATUS_ZOMBIE
+        ),
+        what="the kernel to exit after its zygote",
+    )
+    result, kernel_id = run(portal, pool, default_env, "async def main():\n    return 'ok'\n")
+    assert result.value == "ok" and kernel_id != victim_id
+    wait_for(
+        lambda: (
+            pool.stats()["default"]["idle"] == 2
+            and victim_id not in idle_ids(pool, portal, default_env)
+        ),
+        timeout=60,
+        what="the pool to refill",
+    )
+
+
 def test_a_wedged_kernel_is_killed_and_replaced_after_its_timeout(portal, pool, default_env):
     # Ignores SIGINT and is busy inside C code (a regex that backtracks for minutes).
     wedged = """
@@ -142,7 +171,7 @@ def test_closing_the_pool_leaves_no_process_behind(portal, default_env):
         for pid in descendants
         if pid in pids or any(pp.pid in pids for pp in psutil.Process(pid).parents())
     }
-    assert len(tree) >= 6  # two kernels, their zygotes and waiting run processes
+    assert len(tree) >= 10  # two kernels, their two zygotes each and waiting run processes
     portal.run(own.close())
     wait_for(
         lambda: (

@@ -70,6 +70,21 @@ def test_sequential_runs_in_a_session_share_one_process(
     assert len(set(pids)) == 1, pids
 
 
+def test_an_async_job_after_a_plain_one_imports_asyncio_in_the_same_process(
+    portal: Portal, runner: ScriptRunner
+) -> None:
+    # The first job chose the lean zygote's process, which has no asyncio preloaded.
+    async def go() -> list[Any]:
+        async with runner.session() as session:
+            return [
+                ok(await run_in(session, PID)),
+                ok(await run_in(session, "import os\nasync def main():\n    return os.getpid()\n")),
+            ]
+
+    first, second = portal.run(go())
+    assert first == second
+
+
 def test_plain_runs_get_a_new_process_each_time(portal: Portal, runner: ScriptRunner) -> None:
     async def go() -> list[Any]:
         return [ok(await runner.run(script(PID), {})) for _ in range(3)]
