@@ -53,6 +53,30 @@ def kernel_pids(pool: KernelPool, portal: Portal, env: EnvironmentSpec) -> dict[
     return portal.run(pids())
 
 
+def wait_for_exit(pid: int, what: str) -> None:
+    wait_for(
+        lambda: not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE,
+        what=what,
+    )
+
+
+def wait_for_refill(pool: KernelPool, portal: Portal, env: EnvironmentSpec, victim_id: str) -> None:
+    """Until the pool is back to its two idle kernels, `victim_id` not among them."""
+    try:
+        wait_for(
+            lambda: (
+                pool.stats()[env.id]["idle"] == 2 and victim_id not in idle_ids(pool, portal, env)
+            ),
+            timeout=60,
+            what="the pool to refill",
+        )
+    except AssertionError as exc:  # seen once under a full suite's load: say why
+        raise AssertionError(
+            f"{exc}; pool: {pool.stats()[env.id]}, replaced: {pool.replaced}, "
+            f"last start failure: {pool._sets[env.id].last_failure}"
+        ) from None
+
+
 def test_pool_starts_warm_to_its_size(pool, default_env):
     assert pool.stats()["default"] == {"idle": 2, "leased": 0, "starting": 0, "target": 2}
 
@@ -63,34 +87,14 @@ def test_a_kernel_killed_with_sigkill_is_never_handed_out_and_is_replaced(
     before = kernel_pids(pool, portal, default_env)
     victim_id, victim_pid = sorted(before.items())[0]
     os.killpg(victim_pid, signal.SIGKILL)
-    wait_for(
-        lambda: (
-            not psutil.pid_exists(victim_pid)
-            or psutil.Process(victim_pid).status() == psutil.STATUS_ZOMBIE
-        ),
-        what="the kernel to die",
-    )
+    wait_for_exit(victim_pid, what="the kernel to die")
     # Every run works although one idle kernel is dead: a dead kernel is not leased, and
     # one that dies between lease and start is retried elsewhere (nothing of the job ran).
     for _ in range(4):
         result = portal.run(runner.run(Script.inline("def main():\n    return 'ok'\n"), {}))
         assert result.value == "ok"
         assert result.kernel_id != victim_id
-    try:
-        wait_for(
-            lambda: (
-                pool.stats()["default"]["idle"] == 2
-                and victim_id not in idle_ids(pool, portal, default_env)
-            ),
-            timeout=60,
-            what="the pool to refill",
-        )
-    except AssertionError as exc:  # seen once under a full suite's load: say why
-        wset = pool._sets[default_env.id]
-        raise AssertionError(
-            f"{exc}; pool: {pool.stats()['default']}, replaced: {pool.replaced}, "
-            f"last start failure: {wset.last_failure}"
-        ) from None
+    wait_for_refill(pool, portal, default_env, victim_id)
 
 
 def test_a_kernel_whose_asyncio_zygote_dies_exits_and_is_replaced(portal, pool, default_env):
@@ -103,23 +107,10 @@ def test_a_kernel_whose_asyncio_zygote_dies_exits_and_is_replaced(portal, pool, 
     ]
     assert len(zygotes) == 1, zygotes  # the lean zygote has no asyncio mapped
     zygotes[0].kill()
-    wait_for(
-        lambda: (
-            not psutil.pid_exists(victim_pid)
-            or psutil.Process(victim_pid).status() == psutil.STATUS_ZOMBIE
-        ),
-        what="the kernel to exit after its zygote",
-    )
+    wait_for_exit(victim_pid, what="the kernel to exit after its zygote")
     result, kernel_id = run(portal, pool, default_env, "async def main():\n    return 'ok'\n")
     assert result.value == "ok" and kernel_id != victim_id
-    wait_for(
-        lambda: (
-            pool.stats()["default"]["idle"] == 2
-            and victim_id not in idle_ids(pool, portal, default_env)
-        ),
-        timeout=60,
-        what="the pool to refill",
-    )
+    wait_for_refill(pool, portal, default_env, victim_id)
 
 
 def test_a_wedged_kernel_is_killed_and_replaced_after_its_timeout(portal, pool, default_env):
