@@ -148,12 +148,14 @@ class PooledKernel:
 
     async def ping(self, timeout: float) -> bool:
         """Ask the waiting run processes to answer; proves both zygotes are serving."""
+        pings = (_ping(self.run_socket), _ping(self.async_run_socket))
         try:
             async with asyncio.timeout(timeout):
-                answers = await asyncio.gather(_ping(self.run_socket), _ping(self.async_run_socket))
-        except (OSError, TimeoutError, framing.FrameError):
+                # Each answer or failure is kept: one failing must not leave the other behind.
+                answers = await asyncio.gather(*pings, return_exceptions=True)
+        except TimeoutError:
             return False
-        return all(answers)
+        return all(answer is True for answer in answers)
 
     async def check(self, timeout: float) -> bool:
         """Full health check: process alive, Jupyter channel and run socket answering."""

@@ -150,6 +150,20 @@ def test_health_check_replaces_an_unresponsive_idle_kernel(portal, pool, default
     )
 
 
+def test_health_check_replaces_a_kernel_whose_async_run_socket_is_gone(portal, pool, default_env):
+    wait_for(lambda: pool.stats()["default"]["idle"] == 2, timeout=60, what="a full pool")
+
+    async def unlink_one() -> str:
+        kernel = list(pool._sets[default_env.id].idle)[-1]  # the last one a check reaches
+        kernel.async_run_socket.unlink()  # its zygote still runs but nothing reaches it
+        return kernel.id
+
+    victim_id = portal.run(unlink_one())
+    assert portal.run(pool.check_idle(default_env)) == 1
+    assert victim_id not in idle_ids(pool, portal, default_env)
+    wait_for_refill(pool, portal, default_env, victim_id)
+
+
 def test_closing_the_pool_leaves_no_process_behind(portal, default_env):
     own = KernelPool(PoolConfig(size=2, health_interval_s=3600))
     portal.run(own.__aenter__())
