@@ -2,11 +2,13 @@
 
 - fresh_kernel_ms: start a new kernel and run a trivial main (median of a few).
 - pooled_run_p50_ms / p99_ms: lease + run a trivial main + release, warm pool, sequential.
+- pooled_async_run_p50_ms: the same with `async def main`, which runs in a process of
+  the kernel's second zygote, the one with asyncio imported (kernels/kernel_app.py).
 - isolated_runs_per_s: sustained runs per second with two clients on a pool of two
   kernels; every run in its own forked process (isolation is always on).
 - idle_kernel_rss_mib: resident memory of one idle kernel process; the whole tree
-  (kernel, zygote, waiting run process) is given as proportional set size too, since
-  the zygote shares most of its pages with the kernel.
+  (kernel, two zygotes, their waiting run processes) is given as proportional set size
+  too, since the zygotes share most of their pages with the kernel.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from kernels.messages import RunJob
 from kernels.pool import KernelPool, PoolConfig
 
 TRIVIAL = RunJob(source="def main():\n    return 1\n", path="trivial.py")
+ASYNC = RunJob(source="async def main():\n    return 1\n", path="async.py")
 
 
 async def run(quick: bool = False) -> dict[str, Any]:
@@ -37,6 +40,7 @@ async def run(quick: bool = False) -> dict[str, Any]:
         for _ in range(50):  # warm-up: caches, page faults, first forks
             await _one(pool, env)
         latencies = sorted([await _timed(pool, env) for _ in range(200 if quick else 1000)])
+        async_latencies = [await _timed(pool, env, ASYNC) for _ in range(50 if quick else 200)]
         per_s = await _throughput(pool, env, seconds=2.0 if quick else 10.0, clients=2)
         await asyncio.sleep(1.0)  # let the kernels settle back to idle
         rss, tree_pss = _idle_memory(pool)
@@ -47,6 +51,7 @@ async def run(quick: bool = False) -> dict[str, Any]:
         "pooled_run_p50_ms": round(p50, 2),
         "pooled_run_p99_ms": round(_percentile(latencies, 0.99), 2),
         "pooled_runs": len(latencies),
+        "pooled_async_run_p50_ms": round(statistics.median(async_latencies), 2),
         "fresh_over_pooled_ratio": round(fresh_ms / p50, 1),
         "isolated_runs_per_s": round(per_s, 1),
         "idle_kernel_rss_mib": round(rss, 1),
@@ -71,16 +76,16 @@ async def _fresh_kernel_ms(env: Any) -> float:
         await kernel.kill()
 
 
-async def _one(pool: KernelPool, env: Any) -> None:
+async def _one(pool: KernelPool, env: Any, job: RunJob = TRIVIAL) -> None:
     async with pool.lease(env) as lease:
-        result = await execute(lease, TRIVIAL)
+        result = await execute(lease, job)
     if result.value != 1:
         raise RuntimeError(f"benchmark run failed: {result}")
 
 
-async def _timed(pool: KernelPool, env: Any) -> float:
+async def _timed(pool: KernelPool, env: Any, job: RunJob = TRIVIAL) -> float:
     started = time.perf_counter()
-    await _one(pool, env)
+    await _one(pool, env, job)
     return (time.perf_counter() - started) * 1000
 
 
