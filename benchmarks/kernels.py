@@ -3,7 +3,7 @@
 - fresh_kernel_ms: start a new kernel and run a trivial main (median of a few).
 - pooled_run_p50_ms / p99_ms: lease + run a trivial main + release, warm pool, sequential.
 - pooled_async_run_p50_ms: the same with `async def main`, which runs in a process of
-  the kernel's second zygote, the one with asyncio imported (kernels/kernel_app.py).
+  the kernel's full zygote, which has asyncio loaded (kernel_app.FULL_PRELOAD).
 - isolated_runs_per_s: sustained runs per second with two clients on a pool of two
   kernels; every run in its own forked process (isolation is always on).
 - idle_kernel_rss_mib: resident memory of one idle kernel process; the whole tree

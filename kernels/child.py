@@ -90,7 +90,12 @@ def run_connection(conn: socket.socket, pipes: Pipes) -> None:
         if job is None:  # the host ended the session
             return
         if job.get("kind") == "ping":
-            channel.send({"t": "pong", "pid": os.getpid(), "zygote": os.getppid()})
+            # What the zygote has loaded: the host sends a job here only if it imports
+            # nothing else (kernels/execution.py, fits_lean).
+            modules = sorted(sys.modules)
+            channel.send(
+                {"t": "pong", "pid": os.getpid(), "zygote": os.getppid(), "modules": modules}
+            )
             return
         if first:  # say the process took the job, with the pipes; later jobs just run
             first = False

@@ -35,6 +35,7 @@ from kernels.messages import (
     StreamEvent,
 )
 from kernels.pool import KernelLease
+from kernels.requirements import run_imports
 from kernels.run_connection import RunConnection, connect
 
 EventSink = Callable[[RunEvent], Awaitable[None] | None]
@@ -61,13 +62,18 @@ async def execute(
         return await session.run(job, on_event=on_event, cancel=cancel)
 
 
-def uses_asyncio(job: RunJob) -> bool:
-    """Whether `job` goes to the zygote that has asyncio imported (kernel_app.ASYNC_PRELOAD).
+def fits_lean(job: RunJob, loaded: frozenset[str]) -> bool:
+    """Whether the kernel's lean zygote, which has `loaded`, has all that `job` imports.
 
-    A look at the text, not a parse: a false positive only costs a larger fork, and a
-    script that imports asyncio anyway (through a library) pays for the import (~20 ms).
-    A session's first job decides for the jobs after it."""
-    return job.language == "python" and "async" in job.source
+    A job that would import more goes to the full zygote (kernel_app.FULL_PRELOAD),
+    which has more of the standard library loaded already; so does a job whose source
+    cannot be read. A session's first job decides for the jobs after it."""
+    if job.language != "python":
+        return True
+    imports = job.imports if job.imports is not None else run_imports(job.source)
+    if imports is None or not loaded:
+        return False
+    return loaded.issuperset(imports)
 
 
 class RunSession(AsyncClosing):
@@ -140,7 +146,7 @@ class RunSession(AsyncClosing):
     async def _connect(self, job: RunJob) -> RunConnection:
         """Connect to the kernel's waiting run process that suits `job`."""
         kernel = self.lease.kernel
-        path = kernel.async_run_socket if uses_asyncio(job) else kernel.run_socket
+        path = kernel.run_socket if fits_lean(job, kernel.lean_modules) else kernel.full_run_socket
         try:
             sock = await connect(str(path))
         except OSError as exc:

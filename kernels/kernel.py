@@ -3,8 +3,9 @@
 A `PooledKernel` is an ipykernel started by `kernel_app.py` in an environment's
 interpreter, over IPC sockets in an owner-only runtime directory, with message signing
 on (jupyter_client's default HMAC key). Next to its Jupyter channels it serves runs on
-two unix sockets, where a pre-forked run process is always waiting: `run_socket`, and
-`async_run_socket` for scripts that use asyncio (its processes have it imported).
+two unix sockets, where a pre-forked run process is always waiting: `run_socket`, whose
+zygote is lean (its loaded modules are `lean_modules`), and `full_run_socket`, whose
+zygote has more of the standard library loaded (kernel_app.FULL_PRELOAD).
 """
 
 from __future__ import annotations
@@ -47,8 +48,8 @@ def write_kernelspec(specs_dir: Path, env: EnvironmentSpec) -> str:
             "kernels.kernel_app",
             "--run-socket",
             "{connection_file}.run",
-            "--async-run-socket",
-            "{connection_file}.arun",
+            "--full-run-socket",
+            "{connection_file}.frun",
             "-f",
             "{connection_file}",
             # Runs never need IPython's history database; skipping it saves a thread and disk writes.
@@ -82,7 +83,8 @@ class PooledKernel:
         base = runtime_dir / f"k{n}"
         self.connection_file = Path(f"{base}.json")
         self.run_socket = Path(f"{self.connection_file}.run")
-        self.async_run_socket = Path(f"{self.connection_file}.arun")
+        self.full_run_socket = Path(f"{self.connection_file}.frun")
+        self.lean_modules: frozenset[str] = frozenset()  # learnt by `ping`
         self.log_file = Path(f"{base}.log")
         self._manager = AsyncKernelManager(
             kernel_name=kernel_name,
@@ -147,15 +149,20 @@ class PooledKernel:
         return False
 
     async def ping(self, timeout: float) -> bool:
-        """Ask the waiting run processes to answer; proves both zygotes are serving."""
-        pings = (_ping(self.run_socket), _ping(self.async_run_socket))
+        """Ask the waiting run processes to answer; proves both zygotes are serving, and
+        learns which modules the lean one has loaded (`lean_modules`)."""
+        pings = (_ping(self.run_socket), _ping(self.full_run_socket))
         try:
             async with asyncio.timeout(timeout):
                 # Each answer or failure is kept: one failing must not leave the other behind.
                 answers = await asyncio.gather(*pings, return_exceptions=True)
         except TimeoutError:
             return False
-        return all(answer is True for answer in answers)
+        lean, full = answers
+        if not isinstance(lean, dict) or not isinstance(full, dict):
+            return False
+        self.lean_modules = frozenset(str(name) for name in lean.get("modules") or ())
+        return True
 
     async def check(self, timeout: float) -> bool:
         """Full health check: process alive, Jupyter channel and run socket answering."""
@@ -174,7 +181,7 @@ class PooledKernel:
                 os.killpg(pid, signal.SIGKILL)
         with contextlib.suppress(Exception):
             await self._manager.shutdown_kernel(now=True)
-        for path in (self.run_socket, self.async_run_socket, self.connection_file):
+        for path in (self.run_socket, self.full_run_socket, self.connection_file):
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
 
@@ -187,7 +194,8 @@ class PooledKernel:
         return "\n".join(tail) or "(empty)"
 
 
-async def _ping(run_socket: Path) -> bool:
+async def _ping(run_socket: Path) -> dict[str, Any]:
+    """The `pong` frame of the run process waiting on `run_socket`."""
     reader, writer = await asyncio.open_unix_connection(str(run_socket))
     try:
         writer.write(framing.encode_frame({"kind": "ping"}))
@@ -195,4 +203,6 @@ async def _ping(run_socket: Path) -> bool:
         reply = await framing.read_frame(reader)
     finally:
         writer.close()
-    return reply is not None and reply.get("t") == "pong"
+    if reply is None or reply.get("t") != "pong":
+        raise framing.FrameError(f"{run_socket} answered {reply!r} to a ping")
+    return reply

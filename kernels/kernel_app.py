@@ -1,10 +1,11 @@
 """Entry point of a pooled kernel process:
-`python -m kernels.kernel_app --run-socket P [--async-run-socket A] -f F`.
+`python -m kernels.kernel_app --run-socket P [--full-run-socket Q] -f F`.
 
 Before ipykernel starts (and with it its threads and ZeroMQ sockets) this imports what
 runs need, binds the run socket (owner-only) and forks the zygote that serves it
-(`zygote.py`); then, with asyncio imported too, the same for the async run socket, whose
-zygote serves the scripts that use asyncio. Then it becomes an ordinary ipykernel on the
+(`zygote.py`); then, with more of the standard library imported (`FULL_PRELOAD`), the
+same for the full run socket, whose zygote serves the scripts that import more than the
+lean one has. Then it becomes an ordinary ipykernel on the
 connection file `-f F`, which the pool uses for health checks and which notebooks can
 use as any kernel.
 
@@ -40,12 +41,14 @@ PRELOAD = (
     "uuid",
     "kernels.child",
 )
-# asyncio brings ssl and 4.6 MiB of heap: in every run process that made a three-step
-# flow cost 16 % more CPU (6.9 vs 5.7 ms). Scripts that use it (`execution.uses_asyncio`)
-# go to a second zygote that has it, where they start in 3 ms instead of 21 ms.
-ASYNC_PRELOAD = ("asyncio",)
+# The second zygote has these too, for the scripts that import something the lean one
+# has not loaded (`execution.fits_lean`): asyncio (with ssl: 4.6 MiB, which in every
+# run process made a three-step flow cost 16 % more CPU), urllib.request (http, email),
+# tempfile and shutil (and the compression modules), logging, csv. There they start in
+# about 2.5 ms instead of paying for those imports in each run (urllib.request: 21 ms).
+FULL_PRELOAD = ("asyncio", "csv", "importlib.abc", "logging", "tempfile", "urllib.request")
 
-_OPTIONS = ("--run-socket", "--async-run-socket")
+_OPTIONS = ("--run-socket", "--full-run-socket")
 
 
 def _preload(names: tuple[str, ...]) -> None:
@@ -78,7 +81,7 @@ def _exit_when_zygote_dies(pid: int) -> None:
 
 
 def _split_args(argv: list[str]) -> tuple[dict[str, str], list[str]]:
-    """Our options (`--run-socket P`, `--async-run-socket P`, also with `=`) and the
+    """Our options (`--run-socket P`, `--full-run-socket P`, also with `=`) and the
     arguments left for ipykernel, in order."""
     ours: dict[str, str] = {}
     rest: list[str] = []
@@ -108,9 +111,9 @@ def main(argv: list[str] | None = None) -> None:
     sockets, rest = _split_args(sys.argv[1:] if argv is None else argv)
     _preload(PRELOAD)
     zygotes = [_start_zygote(sockets["--run-socket"])]
-    if "--async-run-socket" in sockets:  # forked after the first, so only it has asyncio
-        _preload(ASYNC_PRELOAD)
-        zygotes.append(_start_zygote(sockets["--async-run-socket"]))
+    if "--full-run-socket" in sockets:  # forked after the lean one, which stays lean
+        _preload(FULL_PRELOAD)
+        zygotes.append(_start_zygote(sockets["--full-run-socket"]))
     for pid in zygotes:  # threads only after the forks: never fork a threaded process
         threading.Thread(target=_exit_when_zygote_dies, args=(pid,), daemon=True).start()
 

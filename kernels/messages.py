@@ -67,6 +67,9 @@ class RunJob:
     context: RunContext = RunContext()
     limits: RunLimits = RunLimits()
     cwd: str | None = None
+    # What the script imports (requirements.run_imports), when known: it decides which of
+    # the kernel's zygotes runs it. Not sent to the run process.
+    imports: tuple[str, ...] | None = None
 
     def frame(self) -> dict[str, Any]:
         """The job as the run process reads it (see `child.py`)."""

@@ -294,6 +294,30 @@ def _pep723_block(source: str) -> list[tuple[str, int]] | None:
     return entries
 
 
+def run_imports(source: str) -> tuple[str, ...] | None:
+    """The modules running `source` will import, in order, once each: `x.y` for
+    `import x.y`, `a` for `from a import b` (b is taken for an attribute: a submodule
+    imported that way is not seen), and `asyncio` when it has async code (an async
+    `main` runs under asyncio.run). None when it cannot be parsed. The host sends a run
+    to the lean zygote only if that one has all of these loaded (execution.fits_lean)."""
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
+        return None
+    names: list[str] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.extend(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.append(node.module)
+        elif isinstance(node, _ASYNC_NODES):
+            names.append("asyncio")
+    return tuple(dict.fromkeys(names))
+
+
+_ASYNC_NODES = (ast.AsyncFunctionDef, ast.Await, ast.AsyncFor, ast.AsyncWith)
+
+
 def _imported_modules(tree: ast.AST) -> list[str]:
     """Dotted names of every absolute import in `tree`, in source order.
 

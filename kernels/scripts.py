@@ -74,6 +74,13 @@ class Script:
             return []
         return requirements.infer_requirements(self.source, self.path)
 
+    @functools.cached_property
+    def imports(self) -> tuple[str, ...] | None:
+        """What running it imports (`requirements.run_imports`); none for bash."""
+        if self.language == "bash":
+            return ()
+        return requirements.run_imports(self.source)
+
     def job(
         self,
         args: dict[str, Any],
@@ -95,4 +102,5 @@ class Script:
             context=context or RunContext(script_path=self.path),
             limits=limits or RunLimits(),
             cwd=cwd,
+            imports=self.imports,
         )

@@ -308,18 +308,25 @@ def test_async_main_is_awaited(portal, pool, default_env):
 
 
 def test_a_script_that_uses_asyncio_finds_it_imported_already(portal, pool, default_env):
-    # It goes to the kernel's second zygote (kernel_app.ASYNC_PRELOAD), not the lean one.
+    # Async code needs asyncio, which the lean zygote has not loaded: the full one runs it.
     source = "import sys\nLOADED = 'asyncio' in sys.modules\nasync def main():\n    return LOADED\n"
     result, _ = run(portal, pool, default_env, source)
     assert result.value is True
 
 
+def test_a_script_that_imports_urllib_request_finds_it_imported_already(portal, pool, default_env):
+    source = (
+        "import sys\nLOADED = 'urllib.request' in sys.modules\n"
+        "from urllib.request import urlopen\ndef main():\n    return LOADED\n"
+    )
+    result, _ = run(portal, pool, default_env, source)
+    assert result.value is True
+
+
 def test_a_run_process_holds_only_what_the_zygote_preloads(portal, pool, default_env):
-    # Every module the zygote holds costs each run process page-table copies, faults and
-    # tear-down; these came in through kernels.child's own imports once and cost a
-    # three-step flow 16 % more CPU. A run that needs one of them imports it itself.
-    # (The names come as an argument: a source that says "async" goes to the zygote
-    # that has asyncio, see execution.uses_asyncio.)
+    # Every module the lean zygote holds costs each run process page-table copies,
+    # faults and tear-down; these came in through kernels.child's own imports once and
+    # cost a three-step flow 16 % more CPU. A script that imports only `sys` runs there.
     heavy = ["asyncio", "ssl", "urllib.request", "http.client", "importlib.abc"]
     heavy += ["importlib.resources", "tempfile", "shutil", "argparse", "IPython"]
     source = (

@@ -8,9 +8,9 @@ from kernels.kernel_app import _split_args
 
 
 def test_the_run_sockets_are_taken_out_and_the_rest_left_for_ipykernel_in_order():
-    argv = ["-f", "/tmp/k.json", "--run-socket", "/tmp/r", "--async-run-socket", "/tmp/a", "-v"]
+    argv = ["-f", "/tmp/k.json", "--run-socket", "/tmp/r", "--full-run-socket", "/tmp/a", "-v"]
     assert _split_args(argv) == (
-        {"--run-socket": "/tmp/r", "--async-run-socket": "/tmp/a"},
+        {"--run-socket": "/tmp/r", "--full-run-socket": "/tmp/a"},
         ["-f", "/tmp/k.json", "-v"],
     )
 
@@ -22,15 +22,15 @@ def test_a_socket_may_be_given_with_an_equals_sign_and_the_async_one_left_out():
     )
 
 
-@pytest.mark.parametrize("argv", [[], ["-f", "k.json"], ["--async-run-socket", "/tmp/a"]])
+@pytest.mark.parametrize("argv", [[], ["-f", "k.json"], ["--full-run-socket", "/tmp/a"]])
 def test_a_missing_run_socket_is_refused_by_name(argv):
     with pytest.raises(SystemExit, match="--run-socket PATH is required"):
         _split_args(argv)
 
 
 @pytest.mark.parametrize(
-    "argv", [["--run-socket"], ["--run-socket="], ["--run-socket", "/r", "--async-run-socket"]]
+    "argv", [["--run-socket"], ["--run-socket="], ["--run-socket", "/r", "--full-run-socket"]]
 )
 def test_an_option_without_its_path_is_refused_by_name(argv):
-    with pytest.raises(SystemExit, match=r"--(async-)?run-socket needs a socket path"):
+    with pytest.raises(SystemExit, match=r"--(full-)?run-socket needs a socket path"):
         _split_args(argv)

@@ -97,7 +97,7 @@ def test_a_kernel_killed_with_sigkill_is_never_handed_out_and_is_replaced(
     wait_for_refill(pool, portal, default_env, victim_id)
 
 
-def test_a_kernel_whose_asyncio_zygote_dies_exits_and_is_replaced(portal, pool, default_env):
+def test_a_kernel_whose_full_zygote_dies_exits_and_is_replaced(portal, pool, default_env):
     before = kernel_pids(pool, portal, default_env)
     victim_id, victim_pid = sorted(before.items())[-1]
     zygotes = [
@@ -105,7 +105,7 @@ def test_a_kernel_whose_asyncio_zygote_dies_exits_and_is_replaced(portal, pool, 
         for child in psutil.Process(victim_pid).children()
         if any("_asyncio" in m.path for m in child.memory_maps())
     ]
-    assert len(zygotes) == 1, zygotes  # the lean zygote has no asyncio mapped
+    assert len(zygotes) == 1, zygotes  # the full one: the lean zygote has no asyncio mapped
     zygotes[0].kill()
     wait_for_exit(victim_pid, what="the kernel to exit after its zygote")
     result, kernel_id = run(portal, pool, default_env, "async def main():\n    return 'ok'\n")
@@ -150,12 +150,12 @@ def test_health_check_replaces_an_unresponsive_idle_kernel(portal, pool, default
     )
 
 
-def test_health_check_replaces_a_kernel_whose_async_run_socket_is_gone(portal, pool, default_env):
+def test_health_check_replaces_a_kernel_whose_full_run_socket_is_gone(portal, pool, default_env):
     wait_for(lambda: pool.stats()["default"]["idle"] == 2, timeout=60, what="a full pool")
 
     async def unlink_one() -> str:
         kernel = list(pool._sets[default_env.id].idle)[-1]  # the last one a check reaches
-        kernel.async_run_socket.unlink()  # its zygote still runs but nothing reaches it
+        kernel.full_run_socket.unlink()  # its zygote still runs but nothing reaches it
         return kernel.id
 
     victim_id = portal.run(unlink_one())
